@@ -1,0 +1,50 @@
+"""The store: threads, runs, events with gap-free per-thread seq, legacy-ID aliases.
+
+Backends are chosen by URL scheme and imported lazily: `memory://`,
+`sqlite+aiosqlite:///path` (embedded default), `postgresql+asyncpg://...`.
+"""
+
+from __future__ import annotations
+
+from threadwire.store.base import (
+    FINISHED_STATUSES,
+    RUN_STATUSES,
+    EventsGone,
+    NotFound,
+    Page,
+    RunRecord,
+    RunStatus,
+    Store,
+    StoreError,
+    ThreadExists,
+    ThreadRecord,
+)
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./threadwire.db"
+
+__all__ = [
+    "DEFAULT_DATABASE_URL",
+    "FINISHED_STATUSES",
+    "RUN_STATUSES",
+    "EventsGone",
+    "NotFound",
+    "Page",
+    "RunRecord",
+    "RunStatus",
+    "Store",
+    "StoreError",
+    "ThreadExists",
+    "ThreadRecord",
+    "create_store",
+]
+
+
+def create_store(url: str = DEFAULT_DATABASE_URL) -> Store:
+    """A store for `url` (not yet opened: call `await store.open()`)."""
+    if url.startswith("memory:"):
+        from threadwire.store.memory import MemoryStore
+
+        return MemoryStore(url)
+    from threadwire.store.sql import SqlStore
+
+    return SqlStore(url)

@@ -1,0 +1,227 @@
+"""The store contract: records, errors and the repository Protocol every backend meets.
+
+The store is the system's memory: every event is written here (and given its seq)
+before anyone sees it, and resuming clients read from it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
+
+from threadwire.events import Event, NewEvent, format_ts
+
+RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+RUN_STATUSES: Final[tuple[RunStatus, ...]] = (
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "cancelled",
+)
+FINISHED_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
+
+MAX_PAGE: Final = 1000
+
+T = TypeVar("T")
+
+
+class StoreError(Exception):
+    """Base of the store's refusals; `code` is the machine-readable reason."""
+
+    code = "store_error"
+
+
+class ThreadExists(StoreError):
+    """The thread ID is taken (whoever owns it)."""
+
+    code = "thread_exists"
+
+
+class NotFound(StoreError):
+    """No such thread or run."""
+
+    code = "not_found"
+
+
+class EventsGone(StoreError):
+    """A resume from before the thread's low-water mark: those events were pruned."""
+
+    code = "gone"
+
+    def __init__(self, thread_id: str, first_seq: int) -> None:
+        super().__init__(f"events of thread {thread_id!r} before seq {first_seq} were pruned")
+        self.thread_id = thread_id
+        self.first_seq = first_seq
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRecord:
+    """A thread: owned by the user who created it; `head_seq` is its last stored seq."""
+
+    thread_id: str
+    owner: str
+    created_at: datetime
+    metadata: dict[str, Any] = field(default_factory=dict)
+    head_seq: int = 0
+    low_seq: int = 0
+    """Highest pruned seq: events with seq <= low_seq are gone (0 when none were)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The thread body of the HTTP API."""
+        return {
+            "thread_id": self.thread_id,
+            "owner": self.owner,
+            "created_at": format_ts(self.created_at),
+            "metadata": self.metadata,
+            "head_seq": self.head_seq,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run of an agent on a thread; `run_id` is always canonical."""
+
+    run_id: str
+    thread_id: str
+    agent: str
+    status: RunStatus
+    created_at: datetime
+    input: dict[str, Any] = field(default_factory=dict)
+    owner: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    result: Any = None
+    error: dict[str, Any] | None = None
+    node_id: str | None = None
+    """The gateway node executing the run (cluster mode), None for external workers."""
+
+    @property
+    def finished(self) -> bool:
+        """True once the run reached a final status."""
+        return self.status in FINISHED_STATUSES
+
+    def evolve(self, **changes: Any) -> RunRecord:
+        """A copy with `changes` applied."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run body of the HTTP API."""
+        return {
+            "run_id": self.run_id,
+            "thread_id": self.thread_id,
+            "agent": self.agent,
+            "status": self.status,
+            "created_at": format_ts(self.created_at),
+            "started_at": format_ts(self.started_at) if self.started_at else None,
+            "finished_at": format_ts(self.finished_at) if self.finished_at else None,
+            "result": self.result,
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a newest-first listing; `next_before` is the cursor of the next page."""
+
+    items: list[T]
+    next_before: str | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What the runtime and gateway need from any backend (memory, SQLite, PostgreSQL)."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and bring the schema up to date (embedded) or check it (production)."""
+
+    async def close(self) -> None:
+        """Flush pending appends and release connections."""
+
+    async def ping(self) -> None:
+        """Raise when the backend cannot answer (readiness)."""
+
+    # threads
+    async def create_thread(
+        self, thread_id: str, owner: str, metadata: dict[str, Any] | None = None
+    ) -> ThreadRecord:
+        """Create a thread; raises ThreadExists when the ID is taken."""
+        ...
+
+    async def get_thread(self, thread_id: str) -> ThreadRecord | None:
+        """The thread, or None."""
+        ...
+
+    async def list_threads(
+        self, owner: str, *, limit: int = 50, before: str | None = None
+    ) -> Page[ThreadRecord]:
+        """The owner's threads, newest first."""
+        ...
+
+    # runs
+    async def create_run(self, run: RunRecord) -> RunRecord:
+        """Record a new run (its thread must exist)."""
+        ...
+
+    async def ensure_run(self, run: RunRecord, *, legacy_id: str | None = None) -> RunRecord:
+        """Record `run` unless a run with its ID exists; alias `legacy_id` to it. Returns
+        the stored run (external workers' runs are recorded on first sight)."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """A run by any accepted ID format: canonical, alias, registered legacy, bare UUID."""
+        ...
+
+    async def list_runs(
+        self, thread_id: str, *, limit: int = 50, before: str | None = None
+    ) -> Page[RunRecord]:
+        """The thread's runs, newest first."""
+        ...
+
+    async def update_run(self, run_id: str, **changes: Any) -> RunRecord:
+        """Apply `changes` (status, started_at, finished_at, result, error, node_id) to a
+        run named by its canonical ID; raises NotFound."""
+        ...
+
+    async def list_unfinished_runs(self, *, node_id: str | None = None) -> list[RunRecord]:
+        """Runs that are queued or running (optionally only those of one node)."""
+        ...
+
+    # events
+    async def append(
+        self, events: Sequence[NewEvent], *, idempotency_key: str | None = None
+    ) -> list[Event]:
+        """Store `events` atomically, giving each the next seq of its thread, in order.
+
+        With `idempotency_key`, a retry (same key, same thread) stores nothing and
+        returns the events stored the first time.
+        """
+        ...
+
+    async def read_events(
+        self, thread_id: str, *, after_seq: int = 0, limit: int = 100
+    ) -> list[Event]:
+        """Events with seq > after_seq, ascending, at most `limit`; raises EventsGone when
+        events after `after_seq` were pruned."""
+        ...
+
+    async def head_seq(self, thread_id: str) -> int:
+        """The thread's highest stored seq (0 when none or unknown)."""
+        ...
+
+    # ids
+    async def resolve_thread(self, run_id: str) -> str:
+        """The thread of any accepted run ID (ids spec 2.2); raises InvalidIdError."""
+        ...
+
+    async def canonical_run_id(self, run_id: str) -> str | None:
+        """The canonical ID of a known run named in any accepted format, else None."""
+        ...
+
+    async def add_alias(self, legacy_id: str, run_id: str, thread_id: str) -> None:
+        """Record that `legacy_id` names canonical `run_id` (idempotent)."""
+        ...
