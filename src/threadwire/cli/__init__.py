@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from threadwire.cli import audit, db, ids, serve, traces, verify
+from threadwire.cli import audit, db, ids, migrate, serve, traces, verify
 
 app = typer.Typer(
     name="threadwire",
@@ -13,7 +13,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (ids, db, serve, audit, traces, verify):
+for _module in (ids, db, migrate, serve, audit, traces, verify):
     _module.register(app)
 
 
