@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
 from threadwire.events import Event, NewEvent, format_ts
@@ -44,6 +44,44 @@ class NotFound(StoreError):
     """No such thread or run."""
 
     code = "not_found"
+
+
+class RunExists(StoreError, ValueError):
+    """A run with this canonical ID is already recorded."""
+
+    code = "run_exists"
+
+
+class EventExists(StoreError):
+    """An event with this event_id is already stored (event IDs are unique)."""
+
+    code = "event_exists"
+
+
+class InvalidCursor(StoreError, ValueError):
+    """A `before` cursor this store did not hand out."""
+
+    code = "invalid_cursor"
+
+
+class SchemaOutdated(StoreError):
+    """The database's schema is not the one this code needs (`threadwire db upgrade`)."""
+
+    code = "schema_outdated"
+
+    def __init__(
+        self, current: str, head: str, url: str, *, database_is_newer: bool = False
+    ) -> None:
+        if database_is_newer:
+            detail = "is newer than this threadwire knows: upgrade threadwire itself"
+        else:
+            detail = f"is behind: run `threadwire db upgrade --database-url '{url}'`"
+        super().__init__(
+            f"database schema at revision {current!r}, this threadwire needs {head!r}; "
+            f"the database {detail}"
+        )
+        self.current = current
+        self.head = head
 
 
 class EventsGone(StoreError):
@@ -130,6 +168,16 @@ class Page(Generic[T]):
     next_before: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """What one retention pass removed."""
+
+    events: int = 0
+    threads: int = 0
+    """Threads whose low-water mark moved."""
+    idempotency_keys: int = 0
+
+
 @runtime_checkable
 class Store(Protocol):
     """What the runtime and gateway need from any backend (memory, SQLite, PostgreSQL)."""
@@ -159,12 +207,12 @@ class Store(Protocol):
     async def list_threads(
         self, owner: str, *, limit: int = 50, before: str | None = None
     ) -> Page[ThreadRecord]:
-        """The owner's threads, newest first."""
+        """The owner's threads, newest first; raises InvalidCursor for a bad `before`."""
         ...
 
     # runs
     async def create_run(self, run: RunRecord) -> RunRecord:
-        """Record a new run (its thread must exist)."""
+        """Record a new run; raises NotFound (no such thread) or RunExists."""
         ...
 
     async def ensure_run(self, run: RunRecord, *, legacy_id: str | None = None) -> RunRecord:
@@ -179,7 +227,7 @@ class Store(Protocol):
     async def list_runs(
         self, thread_id: str, *, limit: int = 50, before: str | None = None
     ) -> Page[RunRecord]:
-        """The thread's runs, newest first."""
+        """The thread's runs, newest first; raises InvalidCursor for a bad `before`."""
         ...
 
     async def update_run(self, run_id: str, **changes: Any) -> RunRecord:
@@ -198,7 +246,8 @@ class Store(Protocol):
         """Store `events` atomically, giving each the next seq of its thread, in order.
 
         With `idempotency_key`, a retry (same key, same thread) stores nothing and
-        returns the events stored the first time.
+        returns the events stored the first time. All or nothing: raises NotFound (a
+        thread does not exist) or EventExists (an event_id is taken) and stores none.
         """
         ...
 
@@ -211,6 +260,14 @@ class Store(Protocol):
 
     async def head_seq(self, thread_id: str) -> int:
         """The thread's highest stored seq (0 when none or unknown)."""
+        ...
+
+    async def prune(self, older_than: timedelta, *, batch_size: int = 1000) -> PruneResult:
+        """Remove events older than `older_than` of finished runs, in batches.
+
+        Only a thread's oldest events go (a prefix, so seq stays gap-free for
+        resumers) and never its last one; the thread's `low_seq` moves past them.
+        """
         ...
 
     # ids

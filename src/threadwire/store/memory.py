@@ -9,15 +9,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from threadwire.events import Event, NewEvent, utcnow
 from threadwire.store import resolve
 from threadwire.store.base import (
     MAX_PAGE,
+    EventExists,
     EventsGone,
+    InvalidCursor,
     NotFound,
     Page,
+    PruneResult,
+    RunExists,
     RunRecord,
     ThreadExists,
     ThreadRecord,
@@ -38,6 +43,7 @@ class MemoryStore:
         self._events: dict[str, list[Event]] = {}
         self._aliases: dict[str, tuple[str, str]] = {}
         self._idempotency: dict[tuple[str, str], list[Event]] = {}
+        self._event_ids: set[str] = set()
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -78,7 +84,7 @@ class MemoryStore:
         if run.thread_id not in self._threads:
             raise NotFound(run.thread_id)
         if run.run_id in self._runs:
-            raise ValueError(f"run {run.run_id!r} exists")
+            raise RunExists(f"run {run.run_id!r} exists")
         self._runs[run.run_id] = run
         self._run_order.setdefault(run.thread_id, []).append(run.run_id)
         return run
@@ -127,9 +133,14 @@ class MemoryStore:
             key = (events[0].thread_id, idempotency_key) if idempotency_key else None
             if key is not None and key in self._idempotency:
                 return list(self._idempotency[key])
+            seen: set[str] = set()
             for new in events:
                 if new.thread_id not in self._threads:
                     raise NotFound(new.thread_id)
+                if new.event_id in self._event_ids or new.event_id in seen:
+                    raise EventExists(new.event_id)
+                seen.add(new.event_id)
+            self._event_ids |= seen
             stored: list[Event] = []
             for new in events:
                 thread = self._threads[new.thread_id]
@@ -156,6 +167,36 @@ class MemoryStore:
     async def head_seq(self, thread_id: str) -> int:
         thread = self._threads.get(thread_id)
         return thread.head_seq if thread else 0
+
+    async def prune(self, older_than: timedelta, *, batch_size: int = 1000) -> PruneResult:
+        cutoff = utcnow() - older_than
+        deleted = moved = 0
+        async with self._lock:
+            for thread_id, events in self._events.items():
+                keep = next(
+                    (
+                        i
+                        for i, e in enumerate(events)
+                        if e.ts >= cutoff or not self._run_finished(e.run_id)
+                    ),
+                    len(events) - 1,
+                )
+                keep = min(keep, len(events) - 1)
+                if keep <= 0:
+                    continue
+                thread = self._threads[thread_id]
+                self._threads[thread_id] = replace(thread, low_seq=events[keep - 1].seq)
+                self._events[thread_id] = events[keep:]
+                deleted += keep
+                moved += 1
+            stale = [k for k, v in self._idempotency.items() if all(e.ts < cutoff for e in v)]
+            for key in stale:
+                del self._idempotency[key]
+        return PruneResult(events=deleted, threads=moved, idempotency_keys=len(stale))
+
+    def _run_finished(self, run_id: str) -> bool:
+        run = self._runs.get(run_id)
+        return run is not None and run.finished
 
     async def resolve_thread(self, run_id: str) -> str:
         return await resolve.resolve_thread(
@@ -184,7 +225,9 @@ class MemoryStore:
 
 
 def _page(ids: list[str], items: list[_T], limit: int, before: str | None) -> Page[_T]:
-    start = ids.index(before) + 1 if before in ids else 0
+    if before is not None and before not in ids:
+        raise InvalidCursor(f"unknown cursor {before[:80]!r}")
+    start = ids.index(before) + 1 if before is not None else 0
     limit = max(1, min(limit, MAX_PAGE))
     chunk = items[start : start + limit]
     more = start + limit < len(items)

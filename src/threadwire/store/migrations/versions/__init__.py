@@ -1,0 +1,1 @@
+"""Schema revisions, oldest first; each file is frozen once released."""
