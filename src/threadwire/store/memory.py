@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from threadwire.events import Event, NewEvent, utcnow
+from threadwire.events import Event, NewEvent, dumps, utcnow
 from threadwire.store import resolve
 from threadwire.store.base import (
     MAX_PAGE,
@@ -140,6 +140,7 @@ class MemoryStore:
                 if new.event_id in self._event_ids or new.event_id in seen:
                     raise EventExists(new.event_id)
                 seen.add(new.event_id)
+                _check_event(new)
             self._event_ids |= seen
             stored: list[Event] = []
             for new in events:
@@ -222,6 +223,16 @@ class MemoryStore:
     async def _run_thread(self, run_id: str) -> str | None:
         run = self._runs.get(run_id)
         return run.thread_id if run else None
+
+
+def _check_event(new: NewEvent) -> None:
+    """What the SQL backends refuse too: a naive ts, data that is not JSON."""
+    if new.ts.tzinfo is None:
+        raise ValueError(f"event {new.event_id!r}: ts must be an aware datetime")
+    try:
+        dumps(new.data)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"event {new.event_id!r}: data is not JSON: {exc}") from exc
 
 
 def _page(ids: list[str], items: list[_T], limit: int, before: str | None) -> Page[_T]:

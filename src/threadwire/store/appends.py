@@ -1,0 +1,249 @@
+"""Writing a batch of appends in one transaction: seq assignment, idempotency, isolation.
+
+Seqs come from `threads.last_seq`, read under a row lock (`SELECT ... FOR UPDATE` in
+thread-ID order, so writers in several processes queue instead of deadlocking; on
+SQLite `BEGIN IMMEDIATE` already serialises writers) and bumped in the transaction
+that inserts the events: a seq is used exactly when its event commits, so no gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from threadwire.events import Event, utcnow
+from threadwire.store.base import EventExists, NotFound
+from threadwire.store.engine import json_dumps
+from threadwire.store.groupcommit import AppendRequest
+from threadwire.store.tables import events, idempotency_keys, threads
+
+Outcome = list[Event] | Exception
+
+_MAX_PARAMS: Final = 900
+"""Rows per IN list / VALUES statement, under SQLite's and asyncpg's parameter limits."""
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What the batch does for each request: write it, answer a stored key, or refuse."""
+
+    write: list[int]
+    replay: dict[int, tuple[str, str]]
+    outcomes: dict[int, Outcome]
+
+
+async def apply_batch(conn: AsyncConnection, batch: Sequence[AppendRequest]) -> list[Outcome]:
+    """Write `batch` on `conn` (inside its transaction); one outcome per request.
+
+    A request refused here (unknown thread, bad event) writes nothing and gets its
+    exception as outcome; a database error raises, and the caller retries the requests
+    one savepoint each so that only the culprit fails.
+    """
+    followers = _followers(batch)
+    plan = _Plan(write=[], replay={}, outcomes={})
+    claimed_ids: set[str] = set()
+    for i, request in enumerate(batch):
+        if i in followers:
+            continue
+        problem = _check(request, claimed_ids)
+        if problem is not None:
+            plan.outcomes[i] = problem
+        else:
+            plan.write.append(i)
+            claimed_ids.update(e.event_id for e in request.events)
+
+    last_seq = await _lock_threads(conn, _thread_ids(batch[i] for i in plan.write))
+    for i in list(plan.write):
+        missing = next((e.thread_id for e in batch[i].events if e.thread_id not in last_seq), None)
+        if missing is not None:
+            plan.outcomes[i] = NotFound(missing)
+            plan.write.remove(i)
+
+    await _claim_keys(conn, batch, plan)
+    stored = _assign_seqs(batch, plan, last_seq)
+    await _write_events(conn, last_seq, stored)
+    await _replay(conn, plan)
+
+    results: list[Outcome] = []
+    for i in range(len(batch)):
+        results.append(plan.outcomes[followers.get(i, i)])
+    return results
+
+
+def translate(exc: Exception, request: AppendRequest) -> Exception:
+    """The caller's view of a database error its own events caused."""
+    if isinstance(exc, IntegrityError):
+        ids = ", ".join(repr(e.event_id) for e in request.events[:5])
+        return EventExists(f"an event ID of this append is already stored (among {ids})")
+    return exc
+
+
+def _followers(batch: Sequence[AppendRequest]) -> dict[int, int]:
+    """Requests that repeat an earlier request's key in the same batch -> that request."""
+    leaders: dict[tuple[str, str], int] = {}
+    followers: dict[int, int] = {}
+    for i, request in enumerate(batch):
+        if request.key is None or not request.events:
+            continue
+        slot = (request.events[0].thread_id, request.key)
+        if slot in leaders:
+            followers[i] = leaders[slot]
+        else:
+            leaders[slot] = i
+    return followers
+
+
+def _check(request: AppendRequest, taken: set[str]) -> Exception | None:
+    """Refuse what the database would refuse, before it can fail the whole batch."""
+    seen: set[str] = set()
+    for new in request.events:
+        if new.event_id in taken or new.event_id in seen:
+            return EventExists(f"event ID {new.event_id!r} is used twice")
+        seen.add(new.event_id)
+        if not isinstance(new.ts, datetime) or new.ts.tzinfo is None:
+            return ValueError(f"event {new.event_id!r}: ts must be an aware datetime")
+        try:
+            json_dumps(new.data)
+        except (TypeError, ValueError) as exc:
+            return ValueError(f"event {new.event_id!r}: data is not JSON: {exc}")
+    return None
+
+
+def _thread_ids(requests: Iterable[AppendRequest]) -> list[str]:
+    return sorted({e.thread_id for r in requests for e in r.events})
+
+
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), _MAX_PARAMS):
+        yield items[start : start + _MAX_PARAMS]
+
+
+async def _lock_threads(conn: AsyncConnection, thread_ids: list[str]) -> dict[str, int]:
+    """Lock the threads' rows in ID order; returns their last_seq (missing: absent)."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(thread_ids):
+        rows = await conn.execute(
+            select(threads.c.thread_id, threads.c.last_seq)
+            .where(threads.c.thread_id.in_(chunk))
+            .order_by(threads.c.thread_id)
+            .with_for_update()
+        )
+        found.update({row.thread_id: row.last_seq for row in rows})
+    return found
+
+
+def _on_conflict_insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+async def _claim_keys(conn: AsyncConnection, batch: Sequence[AppendRequest], plan: _Plan) -> None:
+    """Insert the keys of requests about to write; a key already there means replay."""
+    keyed = sorted(
+        ((batch[i].events[0].thread_id, batch[i].key or "", i) for i in plan.write if batch[i].key),
+    )
+    if not keyed:
+        return
+    now = utcnow()
+    claimed: set[tuple[str, str]] = set()
+    insert_ = _on_conflict_insert(conn)
+    for chunk in _chunks(keyed):
+        statement = (
+            insert_(idempotency_keys)
+            .values(
+                [
+                    {
+                        "thread_id": thread_id,
+                        "key": key,
+                        "event_ids": [e.event_id for e in batch[i].events],
+                        "created_at": now,
+                    }
+                    for thread_id, key, i in chunk
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["thread_id", "key"])
+            .returning(idempotency_keys.c.thread_id, idempotency_keys.c.key)
+        )
+        claimed.update((row.thread_id, row.key) for row in await conn.execute(statement))
+    for thread_id, key, i in keyed:
+        if (thread_id, key) not in claimed:
+            plan.write.remove(i)
+            plan.replay[i] = (thread_id, key)
+
+
+def _assign_seqs(
+    batch: Sequence[AppendRequest], plan: _Plan, last_seq: dict[str, int]
+) -> list[Event]:
+    """Give each written event its thread's next seq, in batch order (updates last_seq)."""
+    stored: list[Event] = []
+    for i in plan.write:
+        mine: list[Event] = []
+        for new in batch[i].events:
+            last_seq[new.thread_id] += 1
+            mine.append(Event.stored(new, last_seq[new.thread_id]))
+        plan.outcomes[i] = mine
+        stored.extend(mine)
+    return stored
+
+
+async def _write_events(
+    conn: AsyncConnection, last_seq: dict[str, int], stored: list[Event]
+) -> None:
+    if not stored:
+        return
+    touched = sorted({e.thread_id for e in stored})
+    await conn.execute(
+        update(threads)
+        .where(threads.c.thread_id == bindparam("b_thread"))
+        .values(last_seq=bindparam("b_last")),
+        [{"b_thread": t, "b_last": last_seq[t]} for t in touched],
+    )
+    await conn.execute(
+        insert(events),
+        [
+            {
+                "thread_id": e.thread_id,
+                "seq": e.seq,
+                "event_id": e.event_id,
+                "run_id": e.run_id,
+                "type": e.type,
+                "ts": e.ts,
+                "data": e.data,
+            }
+            for e in stored
+        ],
+    )
+
+
+async def _replay(conn: AsyncConnection, plan: _Plan) -> None:
+    """Answer retried keys with the events stored the first time."""
+    if not plan.replay:
+        return
+    slots = sorted(set(plan.replay.values()))
+    ids_of: dict[tuple[str, str], list[str]] = {}
+    for chunk in _chunks(slots):
+        rows = await conn.execute(
+            select(idempotency_keys).where(
+                tuple_(idempotency_keys.c.thread_id, idempotency_keys.c.key).in_(chunk)
+            )
+        )
+        ids_of.update({(r.thread_id, r.key): list(r.event_ids) for r in rows})
+    wanted = sorted({eid for ids in ids_of.values() for eid in ids})
+    found: dict[str, Event] = {}
+    for chunk in _chunks(wanted):
+        rows = await conn.execute(select(events).where(events.c.event_id.in_(chunk)))
+        found.update({r.event_id: event_from_row(r) for r in rows})
+    for i, slot in plan.replay.items():
+        plan.outcomes[i] = [found[eid] for eid in ids_of.get(slot, []) if eid in found]
+
+
+def event_from_row(row: Row[Any]) -> Event:
+    """An Event from a row of the events table."""
+    return Event(row.event_id, row.thread_id, row.run_id, row.seq, row.type, row.ts, row.data)
