@@ -1,0 +1,183 @@
+"""The execution context an agent receives: who and where it runs, and its event helpers.
+
+Every event an agent produces goes through `RunContext` to the Coordinator (store,
+then bus); the context stamps the run's canonical IDs, so an agent never handles an
+ID string. Once the supervisor has written the run's terminal event the context is
+closed and any further emit raises `RunFinished`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Final
+
+from threadwire.events import (
+    AGENT_MESSAGE,
+    AGENT_STARTED,
+    AGENT_THINKING,
+    RUN_QUEUED,
+    TERMINAL_TYPES,
+    TOOL_COMPLETED,
+    TOOL_EXECUTING,
+    Event,
+    NewEvent,
+    dumps,
+    is_valid_event_type,
+    utcnow,
+)
+from threadwire.ids import new_event_id
+from threadwire.runtime.coordinator import Coordinator
+from threadwire.runtime.errors import RunFinished
+
+RESERVED_TYPES: Final = frozenset({RUN_QUEUED, AGENT_STARTED, *TERMINAL_TYPES})
+"""Lifecycle events only the runtime writes; `ctx.emit` refuses them."""
+
+
+def new_event(run_id: str, thread_id: str, type: str, data: dict[str, Any]) -> NewEvent:
+    """A NewEvent for a run whose canonical IDs the caller already holds."""
+    return NewEvent(new_event_id(), thread_id, run_id, type, utcnow(), data)
+
+
+def check_json(data: object, what: str) -> None:
+    """Raise TypeError unless `data` is JSON (the store and every subscriber need it)."""
+    try:
+        dumps(data)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{what} is not JSON-serializable: {exc}") from None
+
+
+class ToolCall:
+    """One tool call in progress; set `.result` (or call `set_result`/`set_error`)."""
+
+    def __init__(self, name: str, args: dict[str, Any], index: int) -> None:
+        self.name = name
+        self.args = args
+        self.index = index
+        self.result: Any = None
+        self.error: str | None = None
+
+    def set_result(self, value: Any) -> None:
+        """Record the tool's result (JSON), reported in `tool_completed`."""
+        self.result = value
+
+    def set_error(self, message: str) -> None:
+        """Record a failure without raising: `tool_completed` carries `error`."""
+        self.error = message
+
+
+class RunContext:
+    """What an agent knows of its run, and the only way it emits events.
+
+    >>> async def agent(ctx: RunContext, input: dict[str, Any]) -> str:
+    ...     await ctx.thinking("looking it up")
+    ...     async with ctx.tool("search", {"q": input["prompt"]}) as call:
+    ...         call.result = ["a hit"]
+    ...     await ctx.message("found a hit")
+    ...     return "done"
+    """
+
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        *,
+        user_id: str,
+        thread_id: str,
+        run_id: str,
+        agent: str,
+    ) -> None:
+        self.user_id = user_id
+        self.thread_id = thread_id
+        self.run_id = run_id
+        self.agent = agent
+        self.cancelled = asyncio.Event()
+        """Set when the run is cancelled or timed out; the agent's task is also cancelled."""
+        self._coordinator = coordinator
+        self._lock = asyncio.Lock()
+        self._closed = False
+        self._tool_calls = 0
+
+    @property
+    def closed(self) -> bool:
+        """True once the run's terminal event is written."""
+        return self._closed
+
+    async def thinking(self, text: str) -> Event:
+        """Emit `agent_thinking` {"text": text}."""
+        return await self._emit(AGENT_THINKING, {"text": text})
+
+    async def message(self, chunk: str) -> Event:
+        """Emit one `agent_message` {"text": chunk} (a whole message or a streamed token)."""
+        return await self._emit(AGENT_MESSAGE, {"text": chunk})
+
+    async def emit(self, type: str, data: dict[str, Any] | None = None) -> Event:
+        """Emit an event of `type` (custom types allowed; lifecycle types are not)."""
+        if not is_valid_event_type(type):
+            raise ValueError(f"event type {type!r} is not 1 to 64 characters of a-z 0-9 _ . : -")
+        if type in RESERVED_TYPES:
+            raise ValueError(f"event type {type!r} is written by the runtime, not by agents")
+        if data is not None and not isinstance(data, dict):
+            raise TypeError(f"event data must be a dict, not {data.__class__.__name__}")
+        return await self._emit(type, dict(data or {}))
+
+    @asynccontextmanager
+    async def tool(
+        self, name: str, args: dict[str, Any] | None = None, *, call_id: str | None = None
+    ) -> AsyncIterator[ToolCall]:
+        """Bracket a tool call: `tool_executing` on entry, `tool_completed` on exit.
+
+        `tool_completed` carries `result` or `error` and `duration_ms`. An exception in
+        the block is reported as the error (its class name only) and propagates.
+        """
+        self._tool_calls += 1
+        call = ToolCall(name, dict(args or {}), self._tool_calls)
+        head: dict[str, Any] = {"tool": name, "call": call.index}
+        if call_id is not None:
+            head["call_id"] = call_id
+        await self._emit(TOOL_EXECUTING, {**head, "args": call.args})
+        started = time.monotonic()
+        try:
+            yield call
+        except (Exception, asyncio.CancelledError) as exc:
+            reason = "cancelled" if isinstance(exc, asyncio.CancelledError) else None
+            error = reason or call.error or f"tool failed ({exc.__class__.__name__})"
+            data = {**head, "duration_ms": _elapsed_ms(started), "error": error}
+            if not self._closed:  # a finished run's context takes nothing more
+                await self._emit(TOOL_COMPLETED, data)
+            raise
+        data = {**head, "duration_ms": _elapsed_ms(started)}
+        if call.error is not None:
+            data["error"] = call.error
+        else:
+            try:
+                check_json(call.result, f"result of tool {name!r}")
+            except TypeError:
+                await self._emit(TOOL_COMPLETED, {**data, "error": "result is not JSON"})
+                raise
+            data["result"] = call.result
+        await self._emit(TOOL_COMPLETED, data)
+
+    async def _emit(self, type: str, data: dict[str, Any]) -> Event:
+        check_json(data, f"data of {type!r}")
+        async with self._lock:
+            if self._closed:
+                raise RunFinished(self.run_id, "finished")
+            stored = await self._coordinator.emit(
+                [new_event(self.run_id, self.thread_id, type, data)]
+            )
+        return stored[0]
+
+    async def _finish(self, type: str, data: dict[str, Any]) -> Event:
+        """Close the context and write the run's terminal event after everything emitted."""
+        async with self._lock:
+            self._closed = True
+            stored = await self._coordinator.emit(
+                [new_event(self.run_id, self.thread_id, type, data)]
+            )
+        return stored[0]
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.monotonic() - started) * 1000)

@@ -1,0 +1,286 @@
+"""Ingest for `POST /v1/events` (protocol spec 4.1): events from agent workers outside
+threadwire, through the same one event path (Coordinator: store, then bus).
+
+A batch is checked whole before anything is written; the first bad event refuses it
+with an `IngestError` naming its index, counted by code. Run IDs in any enabled format
+are resolved through the store and stored canonical; the producer's own ID, when not
+canonical, stays under `data.legacy_run_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from threadwire.events import (
+    AGENT_COMPLETED,
+    AGENT_ERROR,
+    RUN_CANCELLED,
+    RUN_QUEUED,
+    Event,
+    NewEvent,
+    dumps,
+    is_valid_event_type,
+    utcnow,
+)
+from threadwire.ids import (
+    InvalidIdError,
+    ParsedRunId,
+    new_event_id,
+    parse_run_id,
+    to_canonical,
+    validate_thread_id,
+)
+from threadwire.runtime import metrics
+from threadwire.runtime.coordinator import Coordinator
+from threadwire.runtime.errors import IngestError
+from threadwire.store.base import RunRecord, RunStatus, Store
+
+MAX_BATCH: Final = 500
+MAX_IDEMPOTENCY_KEY: Final = 128
+EXTERNAL_AGENT: Final = "external"
+"""The agent name recorded for runs first seen through ingest (unless `run_queued` names one)."""
+LEGACY_RUN_ID_KEY: Final = "legacy_run_id"
+
+Resolver = Callable[[Sequence[str]], "str | None"]
+
+_FINAL_STATUS: Final[dict[str, RunStatus]] = {
+    AGENT_COMPLETED: "completed",
+    AGENT_ERROR: "failed",
+    RUN_CANCELLED: "cancelled",
+}
+
+
+@dataclass(slots=True)
+class _Target:
+    """Where a producer's run ID routes: its canonical run, its thread, and whether the
+    store still has to record it."""
+
+    run_id: str
+    thread_id: str
+    legacy_id: str | None
+    known: bool
+
+
+_Planned = tuple[_Target, str, dict[str, Any]]
+"""An event of the batch, checked: where it goes, its type and data."""
+
+
+class Ingestor:
+    """Checks, canonicalises and stores batches of externally produced events."""
+
+    def __init__(self, store: Store, coordinator: Coordinator) -> None:
+        self.store = store
+        self.coordinator = coordinator
+        # Serialises first sight of a run on this node, so two batches naming the same
+        # new legacy ID do not mint two canonical IDs for it.
+        self._first_sight = asyncio.Lock()
+
+    async def ingest(
+        self, events: list[dict[str, Any]], *, idempotency_key: str | None = None
+    ) -> list[Event]:
+        """Store `events` atomically (all or none) in order; returns the stored events.
+
+        Raises IngestError (400 ID error code, 404 `not_found`/`unknown_run`, 409
+        `thread_mismatch`, 422 `invalid_event`/`invalid_request`), counted by code.
+        """
+        try:
+            return await self._ingest(events, idempotency_key)
+        except IngestError as exc:
+            metrics.count_ingest_refusal(exc.code)
+            raise
+
+    async def _ingest(self, events: list[dict[str, Any]], key: str | None) -> list[Event]:
+        _check_request(events, key)
+        targets: dict[tuple[str, str | None], _Target] = {}
+        plan: list[_Planned] = []
+        for index, item in enumerate(events):
+            raw, type_, data, thread_hint = _check_shape(item, index)
+            cache_key = (raw, thread_hint)
+            target = targets.get(cache_key)
+            if target is None:
+                target = await self._route(raw, thread_hint, index)
+                targets[cache_key] = target
+            plan.append((target, type_, data))
+        async with self._first_sight:
+            for target in {id(t): t for t, _, _ in plan if not t.known}.values():
+                await self._record(target, plan)
+        batch = []
+        for target, type_, data in plan:
+            if target.legacy_id is not None:
+                data = {**data, LEGACY_RUN_ID_KEY: target.legacy_id}
+            batch.append(
+                NewEvent(new_event_id(), target.thread_id, target.run_id, type_, utcnow(), data)
+            )
+        stored = await self.coordinator.emit(batch, idempotency_key=key)
+        metrics.ingest_events_total.inc(len(stored))
+        await self._finish_runs(stored)
+        return stored
+
+    async def _route(self, raw: str, thread_hint: str | None, index: int) -> _Target:
+        """Resolve one producer run ID to its canonical run and thread."""
+        try:
+            known = await self.store.get_run(raw)
+        except InvalidIdError as exc:
+            raise _id_error(exc, index) from None
+        if known is not None:
+            _agree(thread_hint, known.thread_id, raw, index)
+            legacy = None if raw == known.run_id else raw
+            return _Target(known.run_id, known.thread_id, legacy, True)
+        parsed = await self._parse(raw, thread_hint, index)
+        thread_id = parsed.thread_id
+        if thread_id is None:
+            try:
+                thread_id = await self.store.resolve_thread(raw)
+            except InvalidIdError as exc:
+                if exc.code != "unknown_run" or thread_hint is None:
+                    raise _id_error(exc, index) from None
+                thread_id = thread_hint  # the first event that names it teaches its thread
+        _agree(thread_hint, thread_id, raw, index)
+        if await self.store.get_thread(thread_id) is None:
+            raise IngestError(404, "not_found", f"thread {thread_id!r} does not exist", index)
+        if parsed.is_canonical:
+            return _Target(parsed.raw, thread_id, None, False)
+        canonical = to_canonical(parsed, created_at=utcnow(), thread_id=thread_id)
+        return _Target(canonical, thread_id, raw, False)
+
+    async def _parse(self, raw: str, thread_hint: str | None, index: int) -> ParsedRunId:
+        """Parse `raw`; an ambiguous ID is settled by the event's `thread_id`, else by
+        which candidate thread exists in the store."""
+        try:
+            return parse_run_id(raw, resolver=_prefer(thread_hint))
+        except InvalidIdError as exc:
+            if exc.code != "ambiguous":
+                raise _id_error(exc, index) from None
+        try:
+            thread_id = await self.store.resolve_thread(raw)
+            return parse_run_id(raw, resolver=_prefer(thread_id))
+        except InvalidIdError as exc:
+            raise _id_error(exc, index) from None
+
+    async def _record(self, target: _Target, plan: list[_Planned]) -> None:
+        """Record a run seen for the first time (or adopt the one another batch recorded)."""
+        legacy = target.legacy_id
+        existing = await self.store.canonical_run_id(legacy or target.run_id)
+        if existing is None:
+            thread = await self.store.get_thread(target.thread_id)
+            agent = EXTERNAL_AGENT
+            for t, type_, data in plan:
+                if t is target and type_ == RUN_QUEUED and isinstance(data.get("agent"), str):
+                    agent = data["agent"][:64]
+                    break
+            now = utcnow()
+            run = RunRecord(
+                run_id=target.run_id,
+                thread_id=target.thread_id,
+                agent=agent,
+                status="running",
+                created_at=now,
+                owner=thread.owner if thread else None,
+                started_at=now,
+            )
+            stored = await self.store.ensure_run(run, legacy_id=legacy)
+            existing = await self.store.canonical_run_id(legacy or stored.run_id)
+        target.run_id = existing or target.run_id
+        target.known = True
+
+    async def _finish_runs(self, stored: Sequence[Event]) -> None:
+        """Give an external run its final status when its terminal event arrives."""
+        for event in stored:
+            status = _FINAL_STATUS.get(event.type)
+            if status is None:
+                continue
+            run = await self.store.get_run(event.run_id)
+            if run is None or run.finished:
+                continue
+            changes: dict[str, Any] = {"status": status, "finished_at": event.ts}
+            if status == "completed":
+                changes["result"] = event.data.get("result")
+            elif status == "failed":
+                changes["error"] = {
+                    "code": str(event.data.get("code", "agent_error")),
+                    "message": str(event.data.get("message", "")),
+                }
+            await self.store.update_run(run.run_id, **changes)
+
+
+def _check_request(events: object, key: object) -> None:
+    if not isinstance(events, list) or not 1 <= len(events) <= MAX_BATCH:
+        raise IngestError(
+            422, "invalid_request", f"expected 1 to {MAX_BATCH} events in a list", None
+        )
+    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY):
+        raise IngestError(
+            422,
+            "invalid_request",
+            f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters",
+            None,
+        )
+
+
+def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], str | None]:
+    """The run ID, type, data and optional thread ID of one event, shape-checked."""
+    if not isinstance(item, dict):
+        raise IngestError(422, "invalid_event", "an event must be a JSON object", index)
+    if "run_id" not in item:
+        raise IngestError(422, "invalid_event", "run_id is required", index)
+    raw = item["run_id"]
+    type_ = item.get("type")
+    if not is_valid_event_type(type_):
+        raise IngestError(
+            422,
+            "invalid_event",
+            f"type must be 1 to 64 characters of a-z 0-9 _ . : -, got {str(type_)[:80]!r}",
+            index,
+        )
+    assert isinstance(type_, str)
+    data = item.get("data", {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise IngestError(422, "invalid_event", "data must be a JSON object", index)
+    try:
+        dumps(data)
+    except (TypeError, ValueError):
+        raise IngestError(422, "invalid_event", "data is not valid JSON", index) from None
+    thread_hint = item.get("thread_id")
+    if thread_hint is not None:
+        try:
+            thread_hint = validate_thread_id(thread_hint)
+        except InvalidIdError as exc:
+            raise _id_error(exc, index) from None
+    if not isinstance(raw, str):
+        try:
+            parse_run_id(raw)
+        except InvalidIdError as exc:
+            raise _id_error(exc, index) from None
+        raise IngestError(400, "empty", "run_id must be a string", index)
+    return raw, type_, dict(data), thread_hint
+
+
+def _prefer(thread_id: str | None) -> Resolver | None:
+    """A resolver that settles an ambiguous parse on `thread_id` when it is a candidate."""
+    if thread_id is None:
+        return None
+
+    def pick(candidates: Sequence[str]) -> str | None:
+        return thread_id if thread_id in candidates else None
+
+    return pick
+
+
+def _agree(hint: str | None, thread_id: str, raw: str, index: int) -> None:
+    if hint is not None and hint != thread_id:
+        raise IngestError(
+            409,
+            "thread_mismatch",
+            f"run {raw[:80]!r} belongs to thread {thread_id[:80]!r}, not {hint[:80]!r}",
+            index,
+        )
+
+
+def _id_error(exc: InvalidIdError, index: int) -> IngestError:
+    status = 404 if exc.code == "unknown_run" else 400
+    return IngestError(status, exc.code, str(exc), index)

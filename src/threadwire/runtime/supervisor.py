@@ -1,0 +1,464 @@
+"""The supervisor: runs agents as tasks under concurrency limits, a timeout and cancel.
+
+Every run's events are `run_queued`, `agent_started`, the agent's own, then exactly one
+terminal event (`agent_completed`, `agent_error` or `run_cancelled`), whatever happens:
+the agent runs in a task of its own, and a driver task that is never cancelled by the
+supervisor writes the terminal event and the run's final status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from threadwire.bus.base import Bus
+from threadwire.events import (
+    AGENT_COMPLETED,
+    AGENT_ERROR,
+    AGENT_STARTED,
+    RUN_CANCELLED,
+    RUN_QUEUED,
+    Event,
+    utcnow,
+)
+from threadwire.ids import new_run_id
+from threadwire.runtime import metrics
+from threadwire.runtime.context import RunContext, check_json, new_event
+from threadwire.runtime.coordinator import Coordinator
+from threadwire.runtime.errors import AgentError, RunElsewhere, RunFinished, ShuttingDown
+from threadwire.runtime.registry import AgentRegistry, AgentSpec
+from threadwire.store.base import NotFound, RunRecord, RunStatus, Store
+
+log = logging.getLogger("threadwire.runtime")
+
+DEFAULT_NODE_ID: Final = "local"
+StopReason = Literal["cancelled", "shutdown"]
+
+_STATUS_OF_TERMINAL: Final[dict[str, RunStatus]] = {
+    AGENT_COMPLETED: "completed",
+    AGENT_ERROR: "failed",
+    RUN_CANCELLED: "cancelled",
+}
+
+
+@dataclass(eq=False)
+class _Run:
+    """A run this node owns, from submit until its terminal event is written."""
+
+    record: RunRecord
+    spec: AgentSpec
+    ctx: RunContext
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    stop_reason: StopReason = "cancelled"
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    final: RunRecord | None = None
+    task: asyncio.Task[None] | None = None
+    started: float | None = None
+
+    @property
+    def user(self) -> str:
+        return self.record.owner or ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    status: RunStatus
+    type: str
+    data: dict[str, Any]
+    result: Any = None
+    error: dict[str, Any] | None = None
+
+
+class Supervisor:
+    """Runs agents: global and per-user limits (FIFO queue), timeout, cancel, shutdown."""
+
+    def __init__(
+        self,
+        store: Store,
+        coordinator: Coordinator,
+        registry: AgentRegistry,
+        *,
+        max_concurrent_runs: int = 64,
+        max_runs_per_user: int = 8,
+        run_timeout: float = 600.0,
+        node_id: str | None = None,
+        cancel_grace: float = 5.0,
+    ) -> None:
+        if max_concurrent_runs < 1 or max_runs_per_user < 1:
+            raise ValueError("run limits must be at least 1")
+        if run_timeout <= 0 or cancel_grace < 0:
+            raise ValueError("run_timeout must be positive and cancel_grace not negative")
+        self.store = store
+        self.coordinator = coordinator
+        self.registry = registry
+        self.max_concurrent_runs = max_concurrent_runs
+        self.max_runs_per_user = max_runs_per_user
+        self.run_timeout = run_timeout
+        self.cancel_grace = cancel_grace
+        """How long a cancelled or timed-out agent gets to unwind before its run ends."""
+        self.node_id = node_id or DEFAULT_NODE_ID
+        self._runs: dict[str, _Run] = {}
+        self._queue: deque[_Run] = deque()
+        self._running = 0
+        self._per_user: dict[str, int] = {}
+        self._closing = False
+        self.stopping = asyncio.Event()
+        """Set when shutdown begins (the node stops accepting runs)."""
+        self._drivers: set[asyncio.Task[None]] = set()
+        self._stragglers: set[asyncio.Task[Any]] = set()
+
+    @property
+    def running_count(self) -> int:
+        """Runs executing now on this node."""
+        return self._running
+
+    @property
+    def queued_count(self) -> int:
+        """Runs waiting for a slot on this node."""
+        return len(self._queue)
+
+    @property
+    def accepting(self) -> bool:
+        """False once shutdown began."""
+        return not self._closing
+
+    async def start(self) -> list[RunRecord]:
+        """End the runs a previous process of this node left unfinished (`agent_error`,
+        code `interrupted`), so every run still gets its one terminal event. Returns them."""
+        recovered = []
+        for record in await self.store.list_unfinished_runs(node_id=self.node_id):
+            if record.run_id in self._runs:
+                continue
+            error = {"code": "interrupted", "message": "the node stopped before the run ended"}
+            recovered.append(
+                await self._end_unowned(record, _Outcome("failed", AGENT_ERROR, error, None, error))
+            )
+        return recovered
+
+    async def submit(
+        self, *, user_id: str, thread_id: str, agent: str, input: dict[str, Any]
+    ) -> RunRecord:
+        """Check the agent and its input, record a queued run, emit `run_queued`, schedule.
+
+        Raises UnknownAgent, InvalidInput (before anything is created), NotFound for a
+        missing thread, ShuttingDown once shutdown began. Returns the queued run.
+        """
+        if self._closing:
+            raise ShuttingDown()
+        spec = self.registry.get(agent)
+        checked = spec.check_input(input)
+        if await self.store.get_thread(thread_id) is None:
+            raise NotFound(thread_id)
+        run_id = new_run_id(thread_id)
+        record = RunRecord(
+            run_id=run_id,
+            thread_id=thread_id,
+            agent=spec.name,
+            status="queued",
+            created_at=utcnow(),
+            input=checked,
+            owner=user_id,
+            node_id=self.node_id,
+        )
+        ctx = RunContext(
+            self.coordinator, user_id=user_id, thread_id=thread_id, run_id=run_id, agent=spec.name
+        )
+        run = _Run(record, spec, ctx)
+        self._runs[run_id] = run
+        # Shielded: a caller that goes away mid-submit leaves a run that is queued and
+        # announced, or one that never existed; never a half-made one.
+        await asyncio.shield(self._enqueue(run))
+        return record
+
+    async def _enqueue(self, run: _Run) -> None:
+        async with run.lock:
+            try:
+                await self.store.create_run(run.record)
+            except BaseException:
+                del self._runs[run.record.run_id]
+                run.done.set()  # final stays None: the run never existed
+                raise
+            try:
+                await run.ctx._emit(RUN_QUEUED, {"agent": run.spec.name})
+            except BaseException:
+                log.exception("run %s: run_queued could not be stored", run.record.run_id)
+                error = {"code": "internal", "message": "the run could not be queued"}
+                await self._finalize(run, _Outcome("failed", AGENT_ERROR, error, None, error))
+                raise
+            if self._closing:
+                await self._finalize(run, _cancelled("shutdown"))
+                return
+            self._queue.append(run)
+            metrics.runs_queued.inc()
+            self._pump()
+
+    def _pump(self) -> None:
+        """Start queued runs, oldest first, while the limits allow; a user at their
+        limit does not hold up the users behind them."""
+        if self._closing:
+            return
+        for run in list(self._queue):
+            if self._running >= self.max_concurrent_runs:
+                break
+            if self._per_user.get(run.user, 0) >= self.max_runs_per_user:
+                continue
+            self._queue.remove(run)
+            metrics.runs_queued.dec()
+            self._running += 1
+            self._per_user[run.user] = self._per_user.get(run.user, 0) + 1
+            metrics.runs_running.inc()
+            run.task = asyncio.create_task(self._drive(run), name=f"run {run.record.run_id}")
+            self._drivers.add(run.task)
+            run.task.add_done_callback(self._drivers.discard)
+
+    def _release(self, run: _Run) -> None:
+        self._running -= 1
+        left = self._per_user[run.user] - 1
+        if left:
+            self._per_user[run.user] = left
+        else:
+            del self._per_user[run.user]
+        metrics.runs_running.dec()
+
+    async def _drive(self, run: _Run) -> None:
+        """Run the agent and write its one terminal event; the slot is freed only after
+        it, so events never show more concurrent runs than the limits allow."""
+        try:
+            try:
+                if run.stop.is_set():
+                    outcome = _cancelled(run.stop_reason)
+                else:
+                    outcome = await self._execute(run)
+            except Exception:
+                log.exception("run %s: the runtime failed to run the agent", run.record.run_id)
+                error = {"code": "internal", "message": "the run could not be executed"}
+                outcome = _Outcome("failed", AGENT_ERROR, error, None, error)
+            await self._finalize(run, outcome)
+        except Exception:  # the store failed us; start() ends the run after a restart
+            log.exception("run %s: the terminal event could not be stored", run.record.run_id)
+        finally:
+            self._release(run)
+            self._pump()
+
+    async def _execute(self, run: _Run) -> _Outcome:
+        run.started = time.monotonic()
+        await self.store.update_run(run.record.run_id, status="running", started_at=utcnow())
+        await run.ctx._emit(AGENT_STARTED, {"agent": run.spec.name})
+        agent = asyncio.create_task(self._call(run), name=f"agent {run.record.run_id}")
+        stopped = asyncio.create_task(run.stop.wait())
+        try:
+            await asyncio.wait(
+                {agent, stopped}, timeout=self.run_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            stopped.cancel()
+        if agent.done():
+            return self._outcome_of(run, agent)
+        if run.stop.is_set():
+            outcome = _cancelled(run.stop_reason)
+        else:
+            message = f"the run took longer than its limit of {self.run_timeout:g} s"
+            error = {"code": "timeout", "message": message}
+            outcome = _Outcome("failed", AGENT_ERROR, error, None, error)
+        await self._stop_agent(run, agent)
+        return outcome
+
+    async def _call(self, run: _Run) -> Any:
+        result = run.spec.fn(run.ctx, copy.deepcopy(run.record.input))
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _stop_agent(self, run: _Run, agent: asyncio.Task[Any]) -> None:
+        """Cancel the agent's task and give it `cancel_grace` to unwind (its last
+        events land before the terminal one); one that ignores it is left behind."""
+        run.ctx.cancelled.set()
+        agent.cancel()
+        await asyncio.wait({agent}, timeout=self.cancel_grace)
+        if not agent.done():
+            log.warning("run %s: agent ignored cancellation; ending the run", run.record.run_id)
+            self._stragglers.add(agent)
+        agent.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        self._stragglers.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not warn about it
+
+    def _outcome_of(self, run: _Run, agent: asyncio.Task[Any]) -> _Outcome:
+        if run.stop.is_set() and agent.cancelled():
+            return _cancelled(run.stop_reason)
+        exc = asyncio.CancelledError() if agent.cancelled() else agent.exception()
+        if exc is None:
+            result = agent.result()
+            try:
+                check_json(result, "the result")
+            except TypeError:
+                message = f"the agent returned a {result.__class__.__name__}, which is not JSON"
+                error = {"code": "invalid_result", "message": message}
+                return _Outcome("failed", AGENT_ERROR, error, None, error)
+            return _Outcome("completed", AGENT_COMPLETED, {"result": result}, result)
+        if isinstance(exc, AgentError):
+            error = {"code": exc.code, "message": exc.message}
+        else:
+            log.error("run %s: agent %r raised", run.record.run_id, run.spec.name, exc_info=exc)
+            message = f"the agent failed ({exc.__class__.__name__})"
+            error = {"code": "agent_exception", "message": message}
+        return _Outcome("failed", AGENT_ERROR, error, None, error)
+
+    async def _finalize(self, run: _Run, outcome: _Outcome) -> RunRecord:
+        """Record the final status, then write the terminal event: exactly once per run."""
+        changes: dict[str, Any] = {
+            "status": outcome.status,
+            "finished_at": utcnow(),
+            "result": outcome.result,
+            "error": outcome.error,
+        }
+        try:
+            final = await self.store.update_run(run.record.run_id, **changes)
+        except Exception:
+            log.exception("run %s: final status could not be stored", run.record.run_id)
+            final = run.record.evolve(**changes)
+        try:
+            await run.ctx._finish(outcome.type, outcome.data)
+        finally:
+            run.final = final
+            self._runs.pop(run.record.run_id, None)
+            run.done.set()
+            metrics.runs_total.labels(agent=run.spec.name, status=outcome.status).inc()
+            if run.started is not None:
+                elapsed = time.monotonic() - run.started
+                metrics.run_duration_seconds.labels(agent=run.spec.name).observe(elapsed)
+        return final
+
+    async def _end_unowned(self, record: RunRecord, outcome: _Outcome) -> RunRecord:
+        """End a run no task of this process owns (an orphan, an external worker's)."""
+        changes = {"status": outcome.status, "finished_at": utcnow(), "error": outcome.error}
+        final = await self.store.update_run(record.run_id, **changes)
+        await self.coordinator.emit(
+            [new_event(record.run_id, record.thread_id, outcome.type, outcome.data)]
+        )
+        metrics.runs_total.labels(agent=record.agent, status=outcome.status).inc()
+        return final
+
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a queued or running run; returns it `cancelled` once `run_cancelled` is
+        written. Raises RunFinished for a finished run, NotFound for an unknown one."""
+        run = self._runs.get(run_id)
+        if run is None:
+            record = await self.store.get_run(run_id)
+            if record is None:
+                raise NotFound(run_id)
+            run = self._runs.get(record.run_id)
+            if run is None:
+                return await self._cancel_unowned(record)
+        async with run.lock:  # a submit still announcing the run finishes first
+            pass
+        if run in self._queue:
+            self._queue.remove(run)
+            metrics.runs_queued.dec()
+            await self._finalize(run, _cancelled("cancelled"))
+        elif run.task is not None and not run.stop.is_set():
+            run.stop_reason = "cancelled"
+            run.stop.set()
+        await run.done.wait()
+        final = run.final
+        if final is None:
+            raise NotFound(run_id)
+        if final.status != "cancelled":
+            raise RunFinished(final.run_id, final.status)
+        return final
+
+    async def _cancel_unowned(self, record: RunRecord) -> RunRecord:
+        if record.finished:
+            raise RunFinished(record.run_id, record.status)
+        if record.node_id is not None and record.node_id != self.node_id:
+            raise RunElsewhere(record.run_id, record.node_id)
+        return await self._end_unowned(record, _cancelled("cancelled"))
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:  # noqa: ASYNC109
+        """The run once it reached a final status (TimeoutError after `timeout` seconds).
+
+        Runs of this node are awaited directly; others (external workers') by watching
+        the bus for their terminal event.
+        """
+        run = self._runs.get(run_id)
+        if run is not None:
+            return await self._wait_owned(run, timeout)
+        record = await self.store.get_run(run_id)
+        if record is None:
+            raise NotFound(run_id)
+        if record.finished:
+            return record
+        run = self._runs.get(record.run_id)
+        if run is not None:
+            return await self._wait_owned(run, timeout)
+        return await asyncio.wait_for(self._watch(record, self.coordinator.bus), timeout)
+
+    async def _wait_owned(self, run: _Run, within: float | None) -> RunRecord:
+        await asyncio.wait_for(run.done.wait(), within)
+        if run.final is None:
+            raise NotFound(run.record.run_id)
+        return run.final
+
+    async def _watch(self, record: RunRecord, bus: Bus) -> RunRecord:
+        ended: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
+
+        def listener(event: Event) -> None:
+            if event.run_id == record.run_id and event.is_terminal and not ended.done():
+                ended.set_result(event)
+
+        await bus.subscribe(record.thread_id, listener)
+        try:
+            latest = await self.store.get_run(record.run_id)
+            if latest is not None and latest.finished:
+                return latest
+            event = await ended
+        finally:
+            await bus.unsubscribe(record.thread_id, listener)
+        latest = await self.store.get_run(record.run_id) or record
+        if latest.finished:
+            return latest
+        # The event is stored; the writer updates the run's status just after it.
+        return latest.evolve(status=_STATUS_OF_TERMINAL[event.type], finished_at=event.ts)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop accepting; cancel queued runs; give running ones `grace` seconds to end,
+        then cancel them. Returns once every run has its terminal event and status."""
+        self._closing = True
+        self.stopping.set()
+        queued = list(self._queue)
+        self._queue.clear()
+        metrics.runs_queued.dec(len(queued))
+        for run in queued:
+            await self._finalize(run, _cancelled("shutdown"))
+        await _wait_done(list(self._runs.values()), grace)
+        for run in list(self._runs.values()):
+            if not run.stop.is_set():
+                run.stop_reason = "shutdown"
+                run.stop.set()
+        await _wait_done(list(self._runs.values()), None)
+        if self._drivers:
+            await asyncio.gather(*self._drivers, return_exceptions=True)
+
+
+def _cancelled(reason: StopReason) -> _Outcome:
+    return _Outcome("cancelled", RUN_CANCELLED, {"reason": reason})
+
+
+async def _wait_done(runs: list[_Run], within: float | None) -> None:
+    if not runs:
+        return
+    waiters = [asyncio.create_task(r.done.wait()) for r in runs]
+    try:
+        await asyncio.wait(waiters, timeout=within)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
