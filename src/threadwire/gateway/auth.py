@@ -1,0 +1,90 @@
+"""Bearer tokens: HS256 JWTs whose `sub` is the user (or service) and `scope` its rights.
+
+Only HS256 is accepted (never `none`, never another algorithm), `sub` must be in the
+thread-ID grammar, `exp` is honoured. A token whose `scope` contains `events:write`
+is a service token: it may ingest events and nothing else.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+import jwt
+
+from threadwire.ids import InvalidIdError, validate_thread_id
+
+ALGORITHM: Final = "HS256"
+SCOPE_EVENTS_WRITE: Final = "events:write"
+DEFAULT_TTL: Final = 24 * 3600
+
+
+class AuthError(Exception):
+    """A missing or bad token; the message says which check failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a token speaks for: `subject` (user or service name) and its scopes."""
+
+    subject: str
+    scopes: frozenset[str]
+
+    @property
+    def is_service(self) -> bool:
+        """True for service tokens (scope `events:write`): ingest only, no user rights."""
+        return SCOPE_EVENTS_WRITE in self.scopes
+
+
+def issue_token(
+    secret: str, subject: str, *, ttl: float | None = DEFAULT_TTL, service: bool = False
+) -> str:
+    """A signed token for `subject` (a user, or a service with `service=True`).
+
+    `ttl=None` issues a token without `exp`.
+    """
+    validate_thread_id(subject)
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": subject, "iat": now}
+    if ttl is not None:
+        claims["exp"] = now + int(ttl)
+    if service:
+        claims["scope"] = SCOPE_EVENTS_WRITE
+    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+
+
+def verify_token(secret: str, token: str) -> Principal:
+    """The principal of a valid token; raises AuthError for anything else."""
+    try:
+        header = jwt.get_unverified_header(token)
+        if header.get("alg") != ALGORITHM:
+            raise AuthError(f"token algorithm must be {ALGORITHM}")
+        claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"require": ["sub"]})
+    except jwt.PyJWTError as exc:
+        raise AuthError(f"bad token: {exc}") from exc
+    subject = claims.get("sub")
+    try:
+        validate_thread_id(subject)
+    except InvalidIdError as exc:
+        raise AuthError(f"bad token subject ({exc.code})") from exc
+    assert isinstance(subject, str)
+    return Principal(subject, _scopes(claims.get("scope")))
+
+
+def bearer_token(authorization: str | None, access_token: str | None) -> str | None:
+    """The token from an `Authorization: Bearer` header, else the `access_token` query."""
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return None
+    return access_token or None
+
+
+def _scopes(raw: object) -> frozenset[str]:
+    if isinstance(raw, str):
+        return frozenset(raw.split())
+    if isinstance(raw, list | tuple):
+        return frozenset(s for s in raw if isinstance(s, str))
+    return frozenset()

@@ -1,0 +1,192 @@
+"""One node's wiring: store, bus, coordinator, hub, supervisor, ingestor, open clients.
+
+`Gateway` owns the order of startup (store, bus, supervisor) and of shutdown: stop
+accepting, close WebSockets with 1001, end SSE streams, let runs finish or cancel
+them within the grace period, then close the bus and the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+from threadwire.bus import Bus, create_bus
+from threadwire.config import Settings
+from threadwire.events import Event, NewEvent
+from threadwire.gateway import metrics
+from threadwire.gateway.hub import Hub
+from threadwire.gateway.limits import UserConnections
+from threadwire.ids import CANONICAL
+from threadwire.ids import registry as id_registry
+from threadwire.runtime import AgentRegistry, Ingestor, Supervisor, registry_from_settings
+from threadwire.runtime.coordinator import Coordinator
+from threadwire.store import Store, create_store
+
+logger = logging.getLogger("threadwire.gateway")
+
+
+class Client(Protocol):
+    """An open WebSocket connection or SSE stream, as shutdown sees it."""
+
+    def shutdown(self) -> None:
+        """Close for shutdown (WebSocket code 1001, SSE stream ended); never waits."""
+
+
+class Gateway:
+    """Everything one node serves with; `create_app` keeps it at `app.state.gateway`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        bus: Bus | None = None,
+        registry: AgentRegistry | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store or create_store(settings.database_url)
+        self.bus = bus or create_bus(settings.bus_url)
+        self.coordinator = Coordinator(cast(Store, _TimedAppends(self.store)), self.bus)
+        self.hub = Hub(self.store, self.bus, buffer_limit=settings.ws_queue_size)
+        self.registry = registry or registry_from_settings(settings)
+        self.supervisor = Supervisor(
+            self.store,
+            self.coordinator,
+            self.registry,
+            max_concurrent_runs=settings.max_concurrent_runs,
+            max_runs_per_user=settings.max_runs_per_user,
+            run_timeout=settings.run_timeout,
+            node_id=settings.node_id,
+        )
+        self.ingestor = Ingestor(self.store, self.coordinator)
+        self.secret = settings.resolve_jwt_secret()
+        self.user_connections = UserConnections(settings.max_connections_per_user)
+        self.clients: set[Client] = set()
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._started = False
+        self._stopped = False
+
+    async def start(self) -> None:
+        """Open the store and the bus, then let the supervisor recover unfinished runs."""
+        if self.settings.id_formats is not None:
+            apply_id_formats(self.settings.id_formats)
+        await self.store.open()
+        try:
+            await self.bus.open()
+            await self.supervisor.start()
+        except BaseException:
+            await self.store.close()
+            raise
+        self._started = True
+        logger.info(
+            "node started",
+            extra={"store": _redact(self.store.url), "bus": _redact(self.bus.url)},
+        )
+
+    def attach(self, client: Client) -> None:
+        """Count an open WebSocket or SSE stream (drain closes and waits for them)."""
+        self.clients.add(client)
+        self._idle.clear()
+
+    def detach(self, client: Client) -> None:
+        """Forget a closed WebSocket or SSE stream."""
+        self.clients.discard(client)
+        if not self.clients:
+            self._idle.set()
+
+    async def drain(self, wait: float = 5.0) -> None:
+        """Stop accepting; close every WebSocket with 1001 and end every SSE stream."""
+        if self.draining:
+            return
+        self.draining = True
+        logger.info("draining", extra={"clients": len(self.clients)})
+        for client in tuple(self.clients):
+            client.shutdown()
+        try:
+            async with asyncio.timeout(wait):
+                await self._idle.wait()
+        except TimeoutError:
+            logger.warning("%d clients still open after draining %.1f s", len(self.clients), wait)
+
+    async def stop(self) -> None:
+        """Drain, finish or cancel runs within the grace period, close bus and store."""
+        if self._stopped:
+            return
+        self._stopped = True
+        await self.drain()
+        if self._started:
+            await self.supervisor.shutdown(self.settings.shutdown_grace)
+        await self.hub.close()
+        await self.bus.close()
+        await self.store.close()
+        logger.info("node stopped")
+
+    async def ready(self) -> dict[str, str]:
+        """Readiness of each dependency: "ok" or the error (empty dict key order fixed)."""
+        checks: dict[str, str] = {}
+        for name, ping in (("store", self.store.ping), ("bus", self.bus.ping)):
+            try:
+                async with asyncio.timeout(2.0):
+                    await ping()
+                checks[name] = "ok"
+            except Exception as exc:
+                checks[name] = f"error: {type(exc).__name__}: {exc}"[:200]
+        if self.draining:
+            checks["node"] = "draining"
+        return checks
+
+
+def apply_id_formats(names: Sequence[str]) -> None:
+    """Enable exactly `names` (plus `canonical`, always on) in the process's ID registry.
+
+    The switch for a gradual rollout: once the parse counters show no legacy traffic,
+    run with `--id-formats canonical`; to roll back, list the legacy formats again.
+    """
+    wanted = set(names)
+    unknown = wanted - set(id_registry.names())
+    if unknown:
+        known = ", ".join(id_registry.names())
+        raise ValueError(f"unknown run-ID formats {sorted(unknown)}; known: {known}")
+    for name in id_registry.names():
+        if name == CANONICAL:
+            continue
+        if name in wanted:
+            id_registry.enable(name)
+        else:
+            id_registry.disable(name)
+    logger.info("run-ID formats enabled", extra={"formats": id_registry.enabled_names()})
+
+
+class _TimedAppends:
+    """The store as the coordinator sees it: appends timed, everything else passed on."""
+
+    def __init__(self, inner: Store) -> None:
+        self._inner = inner
+        self.url = inner.url
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def append(
+        self, events: Sequence[NewEvent], *, idempotency_key: str | None = None
+    ) -> list[Event]:
+        start = time.perf_counter()
+        try:
+            return await self._inner.append(events, idempotency_key=idempotency_key)
+        finally:
+            metrics.store_append_seconds.observe(time.perf_counter() - start)
+
+
+def _redact(url: str) -> str:
+    """A URL fit for logs: the password replaced."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"

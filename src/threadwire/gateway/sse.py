@@ -1,0 +1,154 @@
+"""Server-Sent Events: one thread's events as `id: seq` / `event: type` / `data: json`.
+
+The same hub subscription as a WebSocket's (replay from the store, then live, no gap
+or duplicate at the seam), with its own bounded queue: a stream that falls behind is
+ended, and the browser's EventSource reconnects with `Last-Event-ID`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+
+from threadwire.gateway import errors, metrics
+from threadwire.gateway.hub import Subscription, Wire
+from threadwire.store import EventsGone
+
+if TYPE_CHECKING:
+    from threadwire.gateway.node import Gateway
+
+KEEPALIVE: Final = b": keep-alive\n\n"
+HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+logger = logging.getLogger("threadwire.gateway")
+
+
+class SseStream:
+    """A hub sink feeding one streaming response."""
+
+    def __init__(self, gateway: Gateway, user: str) -> None:
+        self.gateway = gateway
+        self.user = user
+        self._queue: deque[Wire] = deque()
+        self._capacity = max(1, gateway.settings.ws_queue_size)
+        self._low_water = max(1, self._capacity // 2)
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self.closed = False
+        self._trailer: bytes | None = None
+        self._subscription: Subscription | None = None
+        self._released = False
+
+    def offer(self, wire: Wire) -> bool:
+        """Queue a live event; a full queue ends the stream (the client resumes)."""
+        if self.closed:
+            return False
+        if len(self._queue) >= self._capacity:
+            metrics.lagging_closes.labels("sse").inc()
+            self.close()
+            return False
+        self._queue.append(wire)
+        self._wake.set()
+        return True
+
+    async def put(self, wire: Wire) -> bool:
+        """Queue a replayed event once the queue is below its low-water mark."""
+        while len(self._queue) >= self._low_water and not self.closed:
+            self._room.clear()
+            await self._room.wait()
+        if self.closed:
+            return False
+        self._queue.append(wire)
+        self._wake.set()
+        return True
+
+    def subscription_failed(self, subscription: Subscription, exc: Exception) -> None:
+        """End the stream with a comment saying why (pruned events or a store error)."""
+        code = "gone" if isinstance(exc, EventsGone) else "unavailable"
+        self._trailer = f": error {code}\n\n".encode()
+        self.close()
+
+    def close(self) -> None:
+        """End the stream after what is queued (shutdown, lagging, failure)."""
+        self.closed = True
+        self._wake.set()
+        self._room.set()
+
+    def shutdown(self) -> None:
+        """The server is shutting down: end the stream."""
+        self.close()
+
+    async def open(self, thread_id: str, after_seq: int | None) -> StreamingResponse:
+        """Subscribe, then answer with the stream; raises a 410 problem when pruned."""
+        try:
+            self._subscription = await self.gateway.hub.subscribe(thread_id, self, after_seq)
+        except EventsGone as exc:
+            metrics.refusals.labels(metrics.REASON_GONE).inc()
+            raise errors.gone(exc) from exc
+        return _EventStream(self, self._body(), media_type="text/event-stream", headers=HEADERS)
+
+    def release(self) -> None:
+        """Give back the subscription and the user's connection slot (idempotent)."""
+        self.closed = True
+        if self._released:
+            return
+        self._released = True
+        if self._subscription is not None:
+            self.gateway.hub.release(self._subscription)
+        self.gateway.detach(self)
+        self.gateway.user_connections.release(self.user)
+
+    async def _body(self) -> AsyncIterator[bytes]:
+        sub = self._subscription
+        assert sub is not None
+        keepalive = self.gateway.settings.sse_keepalive
+        delivered = 0
+        try:
+            yield f": subscribed head_seq={sub.head_seq}\n\n".encode()
+            sub.start()
+            while True:
+                if self._queue:
+                    chunk = [wire.sse for wire in self._queue]
+                    delivered += len(chunk)
+                    self._queue.clear()
+                    self._room.set()
+                    yield b"".join(chunk)
+                    continue
+                if self.closed:
+                    if self._trailer:
+                        yield self._trailer
+                    return
+                self._wake.clear()
+                try:
+                    async with asyncio.timeout(keepalive):
+                        await self._wake.wait()
+                except TimeoutError:
+                    yield KEEPALIVE
+        finally:
+            self.closed = True
+            if delivered:
+                metrics.events_delivered.labels("sse").inc(delivered)
+
+
+class _EventStream(StreamingResponse):
+    """A streaming response that releases its stream however it ends (even unstarted)."""
+
+    def __init__(self, stream: SseStream, body: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._stream.gateway.attach(self._stream)
+        metrics.sse_streams.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            metrics.sse_streams.dec()
+            self._stream.release()

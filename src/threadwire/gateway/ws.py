@@ -1,0 +1,415 @@
+"""The WebSocket protocol at `/v1/ws` (protocol spec 3).
+
+One `Connection` per socket: a reader task answers client frames in order, a sender
+task drains one bounded queue that carries both answers and events, so a client sees
+`subscribed` before the thread's first event and `unsubscribed` after its last. The
+hub pushes live events with `offer()`, which never waits: a full queue closes the
+connection with 4008 and nobody else notices.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketState
+
+from threadwire.events import dumps
+from threadwire.gateway import logs, metrics
+from threadwire.gateway.auth import AuthError, Principal, bearer_token, verify_token
+from threadwire.gateway.hub import Subscription, Wire
+from threadwire.gateway.limits import TokenBucket
+from threadwire.ids import InvalidIdError, new_connection_id, validate_thread_id
+from threadwire.store import EventsGone
+
+if TYPE_CHECKING:
+    from threadwire.gateway.node import Gateway
+
+CLOSE_GOING_AWAY: Final = 1001
+CLOSE_TOO_LARGE: Final = 1009
+CLOSE_LAGGING: Final = 4008
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN: Final = 4403
+CLOSE_TOO_MANY_CONNECTIONS: Final = 4429
+
+MAX_SEQ: Final = 2**63 - 1
+"""The largest seq a store can hold (a signed 64-bit column)."""
+
+CLOSE_TIMEOUT: Final = 5.0
+"""Seconds to wait for a close frame to leave before giving up on a stuck peer."""
+
+logger = logging.getLogger("threadwire.gateway")
+
+
+class BadFrame(ValueError):
+    """A malformed client frame (answered `bad_request`, the connection stays open)."""
+
+
+async def serve_websocket(gateway: Gateway, websocket: WebSocket) -> None:
+    """Authenticate, then run one connection until either side ends it."""
+    if gateway.draining:
+        metrics.refusals.labels(metrics.REASON_SHUTTING_DOWN).inc()
+        if "websocket.http.response" in websocket.scope.get("extensions", {}):
+            await websocket.send_denial_response(
+                Response("the server is shutting down", status_code=503)
+            )
+        else:
+            await websocket.close(CLOSE_GOING_AWAY)
+        return
+    token = bearer_token(
+        websocket.headers.get("authorization"), websocket.query_params.get("access_token")
+    )
+    principal: Principal | None = None
+    code, reason = CLOSE_UNAUTHORIZED, "unauthorized"
+    if token is not None:
+        try:
+            principal = verify_token(gateway.secret, token)
+        except AuthError as exc:
+            reason = str(exc)[:120]
+    if principal is not None and principal.is_service:
+        principal, code, reason = None, CLOSE_FORBIDDEN, "a user token is required"
+    if principal is None:
+        metrics.refusals.labels(
+            metrics.REASON_UNAUTHORIZED if code == CLOSE_UNAUTHORIZED else metrics.REASON_FORBIDDEN
+        ).inc()
+        await websocket.accept()
+        await websocket.close(code, reason)
+        return
+    if not gateway.user_connections.acquire(principal.subject):
+        metrics.refusals.labels(metrics.REASON_TOO_MANY_CONNECTIONS).inc()
+        await websocket.accept()
+        await websocket.close(CLOSE_TOO_MANY_CONNECTIONS, "too many connections for this user")
+        return
+    try:
+        await Connection(gateway, websocket, principal).serve()
+    finally:
+        gateway.user_connections.release(principal.subject)
+
+
+class Connection:
+    """One authenticated WebSocket: its subscriptions and its bounded send queue."""
+
+    def __init__(self, gateway: Gateway, websocket: WebSocket, principal: Principal) -> None:
+        settings = gateway.settings
+        self.gateway = gateway
+        self.websocket = websocket
+        self.user = principal.subject
+        self.id = new_connection_id()
+        self.subscriptions: dict[str, Subscription] = {}
+        self._queue: deque[Wire | str] = deque()
+        self._events_queued = 0
+        self._capacity = max(1, settings.ws_queue_size)
+        self._low_water = max(1, self._capacity // 2)
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._done = asyncio.Event()
+        self._close: tuple[int, str] | None = None
+        self._disconnected = False
+        self._rate = TokenBucket(settings.max_messages_per_second)
+        self._max_frame = settings.max_frame_bytes
+        self._delivered = 0
+
+    # -- the hub's side (Sink) -------------------------------------------------------
+
+    def offer(self, wire: Wire) -> bool:
+        """Queue a live event; on overflow close with 4008 and return False."""
+        if self._close is not None:
+            return False
+        if self._events_queued >= self._capacity:
+            metrics.lagging_closes.labels("ws").inc()
+            logger.info("closing a lagging connection", extra={"connection": self.id})
+            self.close(CLOSE_LAGGING, "lagging: resume with after_seq")
+            return False
+        self._queue.append(wire)
+        self._events_queued += 1
+        self._wake.set()
+        return True
+
+    async def put(self, wire: Wire) -> bool:
+        """Queue a replayed event once the queue is below its low-water mark."""
+        while self._events_queued >= self._low_water and self._close is None:
+            self._room.clear()
+            await self._room.wait()
+        if self._close is not None:
+            return False
+        self._queue.append(wire)
+        self._events_queued += 1
+        self._wake.set()
+        return True
+
+    def subscription_failed(self, subscription: Subscription, exc: Exception) -> None:
+        """Tell the client its subscription ended (`gone` or `unavailable`)."""
+        thread_id = subscription.thread_id
+        if self.subscriptions.get(thread_id) is subscription:
+            del self.subscriptions[thread_id]
+        self.gateway.hub.release(subscription)
+        self._send_error_for(thread_id, exc)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Ask the connection to close with `code` (idempotent, never waits)."""
+        if self._close is None:
+            self._close = (code, reason)
+        self._room.set()
+        self._done.set()
+
+    def shutdown(self) -> None:
+        """The server is shutting down: close with 1001 (clients resume elsewhere)."""
+        self.close(CLOSE_GOING_AWAY, "server shutting down")
+
+    async def serve(self) -> None:
+        """Accept, then read and send until closed; release everything afterwards."""
+        await self.websocket.accept()
+        gateway = self.gateway
+        gateway.attach(self)
+        metrics.connections.inc()
+        metrics.connections_total.inc()
+        with logs.bound(connection_id=self.id):
+            logger.info("websocket connected", extra={"user": self.user})
+            sender = asyncio.create_task(self._send_loop())
+            reader = asyncio.create_task(self._read_loop())
+            try:
+                await self._done.wait()
+            finally:
+                for task in (reader, sender):
+                    task.cancel()
+                await asyncio.gather(reader, sender, return_exceptions=True)
+                for sub in self.subscriptions.values():
+                    gateway.hub.release(sub)
+                self.subscriptions.clear()
+                gateway.detach(self)
+                metrics.connections.dec()
+                self._flush_delivered()
+                await self._send_close()
+                logger.info(
+                    "websocket closed",
+                    extra={"user": self.user, "code": self._close[0] if self._close else None},
+                )
+
+    async def _send_close(self) -> None:
+        if self._close is None or self._disconnected:
+            return
+        if self.websocket.application_state is not WebSocketState.CONNECTED:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.websocket.close(*self._close)
+        except (TimeoutError, OSError, RuntimeError):
+            pass
+
+    async def _send_loop(self) -> None:
+        send = self.websocket.send
+        queue = self._queue
+        try:
+            while True:
+                if not queue:
+                    self._flush_delivered()
+                    self._wake.clear()
+                    await self._wake.wait()
+                    continue
+                item = queue.popleft()
+                if isinstance(item, Wire):
+                    self._events_queued -= 1
+                    if self._events_queued < self._low_water:
+                        self._room.set()
+                    self._delivered += 1
+                    text = item.json
+                else:
+                    text = item
+                await send({"type": "websocket.send", "text": text})
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._disconnected = True
+            self._done.set()
+
+    def _flush_delivered(self) -> None:
+        if self._delivered:
+            metrics.events_delivered.labels("ws").inc(self._delivered)
+            self._delivered = 0
+
+    async def _read_loop(self) -> None:
+        receive = self.websocket.receive
+        try:
+            while self._close is None:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    self._disconnected = True
+                    if message.get("code") == CLOSE_TOO_LARGE:
+                        metrics.refusals.labels(metrics.REASON_FRAME_TOO_LARGE).inc()
+                    break
+                await self._on_message(dict(message))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.warning("websocket read failed: %r", exc)
+            self._disconnected = True
+        self._done.set()
+
+    # -- client frames ----------------------------------------------------------------
+
+    async def _on_message(self, message: dict[str, Any]) -> None:
+        text = message.get("text")
+        if text is None:
+            data = message.get("bytes") or b""
+            if len(data) > self._max_frame:
+                self._too_large()
+                return
+            self._bad_request("binary frames are not accepted: send JSON text")
+            return
+        if len(text) * 4 > self._max_frame and len(text.encode()) > self._max_frame:
+            self._too_large()
+            return
+        if not self._rate.allow():
+            metrics.refusals.labels(metrics.REASON_RATE_LIMITED).inc()
+            self._send_control(
+                {"type": "error", "code": "rate_limited", "message": "too many messages"}
+            )
+            return
+        try:
+            frame = _parse_frame(text)
+            await self._dispatch(frame)
+        except BadFrame as exc:
+            self._bad_request(str(exc))
+
+    async def _dispatch(self, frame: dict[str, Any]) -> None:
+        op = frame["op"]
+        if op == "ping":
+            self._send_control({"type": "pong"})
+        elif op == "subscribe":
+            await self._subscribe(_thread_id(frame), _after_seq(frame))
+        elif op == "unsubscribe":
+            thread_id = _thread_id(frame)
+            sub = self.subscriptions.pop(thread_id, None)
+            if sub is not None:
+                self.gateway.hub.release(sub)
+            self._send_control({"type": "unsubscribed", "thread_id": thread_id})
+        elif op == "ack":
+            _thread_id(frame)
+            _seq(frame, "seq", required=True)
+            metrics.acks.inc()
+        else:
+            raise BadFrame(f"unknown op {_quote(op)}")
+
+    async def _subscribe(self, thread_id: str, after_seq: int | None) -> None:
+        gateway = self.gateway
+        with logs.bound(thread_id=thread_id):
+            thread = await gateway.store.get_thread(thread_id)
+            if thread is None or thread.owner != self.user:
+                metrics.refusals.labels(metrics.REASON_FORBIDDEN).inc()
+                self._send_control({"type": "error", "code": "forbidden", "thread_id": thread_id})
+                return
+            old = self.subscriptions.pop(thread_id, None)
+            if old is not None:
+                gateway.hub.release(old)
+            elif len(self.subscriptions) >= gateway.settings.max_subscriptions_per_connection:
+                metrics.refusals.labels(metrics.REASON_TOO_MANY_SUBSCRIPTIONS).inc()
+                self._send_control(
+                    {
+                        "type": "error",
+                        "code": "too_many_subscriptions",
+                        "thread_id": thread_id,
+                        "message": "subscription limit of this connection reached",
+                    }
+                )
+                return
+            try:
+                sub = await gateway.hub.subscribe(thread_id, self, after_seq)
+            except Exception as exc:
+                self._send_error_for(thread_id, exc)
+                return
+            if self._close is not None:
+                gateway.hub.release(sub)
+                return
+            self.subscriptions[thread_id] = sub
+            self._send_control(
+                {"type": "subscribed", "thread_id": thread_id, "head_seq": sub.head_seq}
+            )
+            sub.start()
+
+    # -- answers ----------------------------------------------------------------------
+
+    def _send_control(self, frame: dict[str, Any]) -> None:
+        if self._close is None:
+            self._queue.append(dumps(frame).decode())
+            self._wake.set()
+
+    def _send_error_for(self, thread_id: str, exc: Exception) -> None:
+        if isinstance(exc, EventsGone):
+            metrics.refusals.labels(metrics.REASON_GONE).inc()
+            frame: dict[str, Any] = {
+                "type": "error",
+                "code": "gone",
+                "thread_id": thread_id,
+                "first_seq": exc.first_seq,
+                "message": str(exc),
+            }
+        else:
+            logger.error("subscription to %s failed: %r", thread_id, exc)
+            frame = {
+                "type": "error",
+                "code": "unavailable",
+                "thread_id": thread_id,
+                "message": "the thread's events cannot be read right now; subscribe again",
+            }
+        self._send_control(frame)
+
+    def _bad_request(self, message: str) -> None:
+        metrics.refusals.labels(metrics.REASON_BAD_REQUEST).inc()
+        self._send_control({"type": "error", "code": "bad_request", "message": message})
+
+    def _too_large(self) -> None:
+        metrics.refusals.labels(metrics.REASON_FRAME_TOO_LARGE).inc()
+        self.close(CLOSE_TOO_LARGE, f"frame larger than {self._max_frame} bytes")
+
+
+def _parse_frame(text: str) -> dict[str, Any]:
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        raise BadFrame(f"not JSON: {exc}") from None
+    if not isinstance(frame, dict):
+        raise BadFrame("a frame must be one JSON object")
+    op = frame.get("op")
+    if not isinstance(op, str):
+        raise BadFrame("missing op (a string)")
+    return frame
+
+
+def _thread_id(frame: dict[str, Any]) -> str:
+    value = frame.get("thread_id")
+    if value is None:
+        raise BadFrame("missing thread_id")
+    try:
+        validate_thread_id(value)
+    except InvalidIdError as exc:
+        raise BadFrame(f"invalid thread_id ({exc.code}): {exc}") from None
+    assert isinstance(value, str)
+    return value
+
+
+def _seq(frame: dict[str, Any], key: str, *, required: bool) -> int | None:
+    value = frame.get(key)
+    if value is None:
+        if required:
+            raise BadFrame(f"missing {key}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+        raise BadFrame(f"{key} must be a non-negative integer, not {_quote(value)}")
+    seq: int = value
+    return seq
+
+
+def _after_seq(frame: dict[str, Any]) -> int | None:
+    return _seq(frame, "after_seq", required=False)
+
+
+def _quote(value: object, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return repr(text[:limit] + ("..." if len(text) > limit else ""))
