@@ -102,6 +102,7 @@ _FAST_CANONICAL: Final = re.compile(
 ).fullmatch
 _tuple_new: Final = tuple.__new__
 _next: Final = next
+_canonical_count: Final = counters.canonical
 
 
 class FormatRegistry:
@@ -268,14 +269,8 @@ class FormatRegistry:
     def parse(self, run_id: object, *, resolver: Resolver | None = None) -> ParsedRunId:
         """Parse `run_id` with this registry's formats; see `threadwire.ids.parse_run_id`."""
         if type(run_id) is str and _FAST_CANONICAL(run_id) is not None:
-            # rand8 is the last 8 characters; the timestamp, free of "_", runs back to
-            # the "_" that ends "_run_"; the thread ID is what lies between.
-            end = run_id.rfind("_", 0, -9)
-            _next(counters.canonical)
-            return _tuple_new(
-                ParsedRunId,
-                (run_id, CANONICAL, run_id[7 : end - 4], run_id[end + 1 : -9], run_id[-8:], True),
-            )
+            _next(_canonical_count)
+            return _tuple_new(ParsedRunId, (run_id, CANONICAL, None, None, None, True))
         try:
             return self._parse_slow(run_id, resolver)
         except InvalidIdError as error:
@@ -313,14 +308,11 @@ class FormatRegistry:
         ts = groups.get("ts")
         if ts is not None and not (ts.isascii() and ts.isdigit()):
             ts = None  # a registered format's ts group that holds no number
-        parsed = _tuple_new(
-            ParsedRunId,
-            (run_id, fmt.name, thread, ts, groups.get("rand"), fmt.name == CANONICAL),
-        )
         _next(counters.for_format(fmt.name))
-        if fmt.name != CANONICAL:
-            legacy_log(run_id, fmt.name)
-        return parsed
+        if fmt.name == CANONICAL:
+            return _tuple_new(ParsedRunId, (run_id, CANONICAL, None, None, None, True))
+        legacy_log(run_id, fmt.name)
+        return _tuple_new(ParsedRunId, (run_id, fmt.name, thread, ts, groups.get("rand"), False))
 
     @staticmethod
     def _choose(
@@ -367,6 +359,11 @@ def parse_run_id(
     >>> parse_run_id("0b7e3c2a-9f1d-4e5b-8a6c-2d4f6e8a0c1e").thread_id is None
     True
     """
+    if type(s) is str and _FAST_CANONICAL(s) is not None:
+        # FormatRegistry.parse inlined, and the compact canonical form (see ParsedRunId):
+        # this is the hot path.
+        _next(_canonical_count)
+        return _tuple_new(ParsedRunId, (s, CANONICAL, None, None, None, True))
     return (_default if registry is None else registry).parse(s, resolver=resolver)
 
 
@@ -382,7 +379,8 @@ def extract_thread_id(
     'abc_run_123'
     """
     if type(s) is str and _FAST_CANONICAL(s) is not None:
-        _next(counters.canonical)
+        # The timestamp holds no "_" and ends 9 characters from the end; "_run_" before it.
+        _next(_canonical_count)
         return s[7 : s.rfind("_", 0, -9) - 4]
     parsed = (_default if registry is None else registry).parse(s, resolver=resolver)
     thread_id = parsed.thread_id

@@ -5,7 +5,6 @@ All generators share one lock, one clock reading and one buffer of CSPRNG bytes.
 
 from __future__ import annotations
 
-import base64
 import os
 import threading
 import time
@@ -26,14 +25,15 @@ def now_ms() -> int:
     Reads `time.time_ns()`; if `time.time` has been replaced (a test freezing the clock
     with monkeypatch), reads that instead, so a frozen clock is honoured either way.
     """
-    clock = time.time
-    if clock is _REAL_TIME:
+    if time.time is _REAL_TIME:
         ms = time.time_ns() // 1_000_000
     else:
         # repr() is the shortest decimal that round-trips, so 1764021712.123 gives
         # ...123 ms, not the ...122.99 that float multiplication would floor to.
-        ms = int(Decimal(repr(clock())) * 1000)
-    return min(max(ms, 0), _MAX_MS)
+        ms = int(Decimal(repr(time.time())) * 1000)
+    if 0 <= ms <= _MAX_MS:
+        return ms
+    return 0 if ms < 0 else _MAX_MS
 
 
 class _Entropy:
@@ -104,13 +104,14 @@ _issued: set[str] = set()
 
 
 def _after_fork() -> None:
-    global _issued_ms, _LOCK
+    global _issued_ms, _ulid_time_ms, _LOCK
     _LOCK = threading.Lock()  # the parent may have held it at the fork
     _entropy.reset()
     _uuid7_random.reset()
     _ulid_random.reset()
     _issued_ms = -1
     _issued.clear()
+    _ulid_time_ms = -1
 
 
 os.register_at_fork(after_in_child=_after_fork)
@@ -123,8 +124,11 @@ def new_thread_id() -> str:
     (32, '7')
     """
     ms = now_ms()
-    with _LOCK:
+    _LOCK.acquire()
+    try:
         rand = _uuid7_random.next(ms)
+    finally:
+        _LOCK.release()
     value = (
         (ms << 80)
         | (0x7 << 76)  # version 7
@@ -149,7 +153,9 @@ def new_run_id(thread_id: str) -> str:
     thread_id = validate_thread_id(thread_id)
     ms = now_ms()
     prefix = f"thread_{thread_id}_run_{ms}_"
-    with _LOCK:
+    # acquire/release in try/finally costs half of `with` on the hot path.
+    _LOCK.acquire()
+    try:
         if ms != _issued_ms:
             _issued_ms = ms
             _issued.clear()
@@ -157,12 +163,17 @@ def new_run_id(thread_id: str) -> str:
         while run_id in _issued:
             run_id = prefix + _entropy.hex(8)
         _issued.add(run_id)
+    finally:
+        _LOCK.release()
     return run_id
 
 
-_B32_TO_CROCKFORD: Final = bytes.maketrans(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-)
+CROCKFORD: Final = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+# Every pair of Crockford characters, indexed by the 10 bits they encode: a ULID is then
+# 13 table lookups, several times faster than base64.b32encode and a translation.
+_PAIRS: Final = tuple(a + b for a in CROCKFORD for b in CROCKFORD)
+_ulid_time_ms = -1
+_ulid_time_text = ""
 
 
 def new_ulid() -> str:
@@ -170,13 +181,26 @@ def new_ulid() -> str:
 
     Monotonic within a millisecond in this process, so IDs sort in the order made.
     """
+    global _ulid_time_ms, _ulid_time_text
     ms = now_ms()
-    with _LOCK:
-        rand = _ulid_random.next(ms)
-    # 130 bits of base32 hold the 128-bit value with two zero bits on top; shifting it to
-    # the top of 160 bits lets the standard encoder do the work, 26 of its 32 characters.
-    raw = base64.b32encode((((ms << 80) | rand) << 30).to_bytes(20, "big"))
-    return raw[:26].translate(_B32_TO_CROCKFORD).decode("ascii")
+    _LOCK.acquire()
+    try:
+        r = _ulid_random.next(ms)
+        if ms != _ulid_time_ms:  # the time part changes once a millisecond at most
+            _ulid_time_ms = ms
+            _ulid_time_text = (
+                f"{_PAIRS[ms >> 40]}{_PAIRS[(ms >> 30) & 1023]}{_PAIRS[(ms >> 20) & 1023]}"
+                f"{_PAIRS[(ms >> 10) & 1023]}{_PAIRS[ms & 1023]}"
+            )
+        time_text = _ulid_time_text
+    finally:
+        _LOCK.release()
+    p = _PAIRS
+    return (
+        f"{time_text}{p[r >> 70]}{p[(r >> 60) & 1023]}{p[(r >> 50) & 1023]}"
+        f"{p[(r >> 40) & 1023]}{p[(r >> 30) & 1023]}{p[(r >> 20) & 1023]}"
+        f"{p[(r >> 10) & 1023]}{p[r & 1023]}"
+    )
 
 
 def new_event_id() -> str:

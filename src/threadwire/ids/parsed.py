@@ -49,8 +49,11 @@ class ParsedRunId(tuple[str, str, str | None, str | None, str | None, bool]):
     up. `created_at` is None unless the number in the ID is a plausible epoch.
     """
 
-    # Stored as a tuple so that parsing builds one in a single C call; the timestamp is
-    # kept as its digits and converted on access, which keeps the parse hot path short.
+    # A tuple, so that a parse builds its value in one C call: (raw, format, thread_id,
+    # timestamp digits, rand, is_canonical). A canonical ID is stored as (raw,
+    # "canonical", None, None, None, True) and its parts are cut from raw when asked for:
+    # parsing then does no slicing at all, which is what keeps it under uuid.UUID(str).
+    # Equality and hashing go by the fields, never by the stored layout.
     __slots__ = ()
 
     def __new__(
@@ -86,6 +89,13 @@ class ParsedRunId(tuple[str, str, str | None, str | None, str | None, bool]):
 
         return to_canonical(self, created_at=created_at, thread_id=thread_id)
 
+    def _compact(self) -> bool:
+        return self[2] is None and self[5]
+
+    def _ts_start(self) -> int:
+        # In a canonical ID the timestamp holds no "_" and ends 9 characters from the end.
+        return self[0].rfind("_", 0, -9) + 1
+
     @property
     def raw(self) -> str:
         """The ID exactly as it was given."""
@@ -99,23 +109,32 @@ class ParsedRunId(tuple[str, str, str | None, str | None, str | None, bool]):
     @property
     def thread_id(self) -> str | None:
         """The embedded thread ID, or None when the store must look it up."""
+        if self._compact():
+            return self[0][7 : self._ts_start() - 5]
         return self[2]
 
     @property
     def timestamp_ms(self) -> int | None:
         """The number the ID carries (milliseconds for canonical IDs), or None."""
-        digits = self[3]
+        digits = self._digits()
         return None if digits is None else int(digits)
 
     @property
     def created_at(self) -> datetime | None:
         """The timestamp as an aware UTC datetime, if it is a plausible epoch."""
-        digits = self[3]
+        digits = self._digits()
         return None if digits is None else plausible_datetime(int(digits))
+
+    def _digits(self) -> str | None:
+        if self._compact():
+            return self[0][self._ts_start() : -9]
+        return self[3]
 
     @property
     def rand(self) -> str | None:
         """The random part, or None."""
+        if self._compact():
+            return self[0][-8:]
         return self[4]
 
     @property
@@ -123,15 +142,18 @@ class ParsedRunId(tuple[str, str, str | None, str | None, str | None, bool]):
         """True for `thread_{thread_id}_run_{timestamp_ms}_{rand8}` IDs."""
         return self[5]
 
+    def _fields(self) -> tuple[str, str, str | None, int | None, str | None, bool]:
+        return (self[0], self[1], self.thread_id, self.timestamp_ms, self.rand, self[5])
+
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (what `UnifiedIDManager.parse_run_id` returns)."""
         return {
             "raw": self[0],
             "format": self[1],
-            "thread_id": self[2],
+            "thread_id": self.thread_id,
             "timestamp_ms": self.timestamp_ms,
             "created_at": self.created_at,
-            "rand": self[4],
+            "rand": self.rand,
             "is_canonical": self[5],
         }
 
@@ -139,19 +161,21 @@ class ParsedRunId(tuple[str, str, str | None, str | None, str | None, bool]):
         return self[0]
 
     def __repr__(self) -> str:
+        raw, format, thread_id, timestamp_ms, rand, is_canonical = self._fields()
         return (
-            f"ParsedRunId(raw={self[0]!r}, format={self[1]!r}, thread_id={self[2]!r}, "
-            f"timestamp_ms={self.timestamp_ms!r}, rand={self[4]!r}, is_canonical={self[5]!r})"
+            f"ParsedRunId(raw={raw!r}, format={format!r}, thread_id={thread_id!r}, "
+            f"timestamp_ms={timestamp_ms!r}, rand={rand!r}, is_canonical={is_canonical!r})"
         )
 
     def __eq__(self, other: object) -> bool:
-        # A parsed ID equals another parsed ID, never the plain tuple it is stored as.
-        return type(other) is type(self) and tuple.__eq__(self, other)
+        # False, not NotImplemented: that would let tuple.__eq__ compare the layouts.
+        return isinstance(other, ParsedRunId) and self._fields() == other._fields()
 
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = tuple.__hash__
+    def __hash__(self) -> int:
+        return hash((ParsedRunId, self[0], self[1], self.thread_id))
 
-    def __getnewargs__(self) -> tuple[Any, ...]:
-        return (self[0], self[1], self[2], self.timestamp_ms, self[4], self[5])
+    def __getnewargs__(self) -> tuple[str, str, str | None, int | None, str | None, bool]:
+        return self._fields()
