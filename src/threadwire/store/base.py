@@ -75,7 +75,7 @@ class SchemaOutdated(StoreError):
         if database_is_newer:
             detail = "is newer than this threadwire knows: upgrade threadwire itself"
         else:
-            detail = f"is behind: run `threadwire db upgrade --database-url '{url}'`"
+            detail = f"({url}) is behind: run `threadwire db upgrade --database-url URL`"
         super().__init__(
             f"database schema at revision {current!r}, this threadwire needs {head!r}; "
             f"the database {detail}"

@@ -59,5 +59,7 @@ async def resolve_thread(
         return parsed.thread_id
     thread = await run_thread(run_id)
     if thread is None:
-        raise InvalidIdError("unknown_run", run_id)
+        raise InvalidIdError(
+            "unknown_run", f"run ID embeds no thread and no stored run has it: {run_id[:80]!r}"
+        )
     return thread

@@ -69,6 +69,10 @@ async def upgrade(engine: AsyncEngine) -> SchemaState:
         if conn.dialect.name == "postgresql":
             await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
         before = await schema_state(conn)
+        if before.current is not None and not _is_known(before.current):
+            raise SchemaOutdated(
+                before.current, before.head, _safe_url(engine), database_is_newer=True
+            )
         if not before.is_current:
             await conn.run_sync(_run_upgrade)
         return before
@@ -101,9 +105,13 @@ async def ensure_schema(engine: AsyncEngine, *, migrate: bool | None = None) -> 
     raise SchemaOutdated(
         state.current,
         state.head,
-        engine.url.render_as_string(),
+        _safe_url(engine),
         database_is_newer=not _is_known(state.current),
     )
+
+
+def _safe_url(engine: AsyncEngine) -> str:
+    return engine.url.render_as_string(hide_password=True)
 
 
 def _is_known(revision: str) -> bool:

@@ -131,6 +131,7 @@ id_aliases = Table(
     Column("run_id", String(256), nullable=False),
     Column("thread_id", String(128), nullable=False),
     Column("migrated_at", UtcDateTime(), nullable=False, server_default=func.current_timestamp()),
+    Index(None, "run_id"),
 )
 
 idempotency_keys = Table(

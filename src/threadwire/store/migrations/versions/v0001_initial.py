@@ -106,6 +106,7 @@ def upgrade() -> None:
             ),
             sa.PrimaryKeyConstraint("legacy_id", name=f"pk_{_ALIASES}"),
         )
+        op.create_index(f"ix_{_ALIASES}_run_id", _ALIASES, ["run_id"])
 
     op.create_table(
         "idempotency_keys",
