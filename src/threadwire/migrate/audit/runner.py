@@ -1,0 +1,117 @@
+"""Audit or fix a whole tree: find the files, learn the legacy modules, audit the rest."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from threadwire.migrate.audit.config import AuditConfig
+from threadwire.migrate.audit.files import SourceFile, iter_python_files
+from threadwire.migrate.audit.fixer import audit_source, parse_error_finding
+from threadwire.migrate.audit.legacy import LegacyApi
+from threadwire.migrate.audit.model import AuditResult, Finding
+
+_MAX_ROUNDS = 4  # a rewrite inside a kept part of another one lands in the next round
+
+
+@dataclass
+class TreeAudit:
+    """An audit of a tree, with the rewritten text of every file a fix would change."""
+
+    result: AuditResult
+    fixed: dict[str, str] = field(default_factory=dict)
+
+
+def _read(file: SourceFile, overlay: Mapping[str, str]) -> str | None:
+    if file.relpath in overlay:
+        return overlay[file.relpath]
+    try:
+        return file.path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _is_legacy_file(file: SourceFile, config: AuditConfig) -> bool:
+    dotted_path = file.relpath.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+    return any(config.legacy.match(name) is not None for name in (file.module, dotted_path) if name)
+
+
+def audit_tree(
+    root: Path, config: AuditConfig, overlay: Mapping[str, str] | None = None
+) -> TreeAudit:
+    """Audit every Python file under `root` except the legacy modules' own files, reading
+    `overlay[relpath]` instead of the file where given."""
+    overlay = overlay or {}
+    files = list(iter_python_files(root, config.exclude))
+    api = LegacyApi()
+    audited: list[SourceFile] = []
+    for file in files:
+        if _is_legacy_file(file, config):
+            source = _read(file, overlay)
+            if source is not None:
+                api.add_module(
+                    source, file.module, is_package=file.path.name == "__init__.py", config=config
+                )
+        else:
+            audited.append(file)
+    findings: list[Finding] = []
+    fixed: dict[str, str] = {}
+    for file in audited:
+        source = _read(file, overlay)
+        if source is None:
+            findings.append(parse_error_finding(file, 1, 0, "not readable as UTF-8 text"))
+            continue
+        outcome = audit_source(source, file, config, api)
+        findings.extend(outcome.findings)
+        if outcome.fixed is not None:
+            fixed[file.relpath] = outcome.fixed
+    findings.sort(key=lambda f: (f.path, f.line, f.column, f.kind))
+    return TreeAudit(AuditResult(tuple(findings), len(audited)), fixed)
+
+
+@dataclass
+class FixOutcome:
+    """What a fix changed (relpath -> (before, after)) and the audit of the result."""
+
+    changes: dict[str, tuple[str, str]]
+    after: AuditResult
+
+
+def fix_tree(root: Path, config: AuditConfig, *, write: bool) -> FixOutcome:
+    """Apply the exact rewrites until none is left (or a few rounds), writing the files
+    when `write` is set; otherwise only computing the new text."""
+    overlay: dict[str, str] = {}
+    original: dict[str, str] = {}
+    audit = audit_tree(root, config)
+    for _ in range(_MAX_ROUNDS):
+        if not audit.fixed:
+            break
+        for relpath, text in audit.fixed.items():
+            if relpath not in original:
+                path = root / relpath if root.is_dir() else root
+                original[relpath] = path.read_text(encoding="utf-8")
+            overlay[relpath] = text
+        audit = audit_tree(root, config, overlay)
+    changes = {p: (original[p], overlay[p]) for p in sorted(overlay) if overlay[p] != original[p]}
+    if write:
+        for relpath, (_, after) in changes.items():
+            path = root / relpath if root.is_dir() else root
+            path.write_text(after, encoding="utf-8")
+    return FixOutcome(changes, audit.result)
+
+
+def unified_diff(changes: Mapping[str, tuple[str, str]]) -> str:
+    """The changes as one unified diff, paths as `a/relpath` and `b/relpath`."""
+    chunks: list[str] = []
+    for relpath, (before, after) in changes.items():
+        chunks.extend(
+            difflib.unified_diff(
+                before.splitlines(keepends=True),
+                after.splitlines(keepends=True),
+                fromfile=f"a/{relpath}",
+                tofile=f"b/{relpath}",
+            )
+        )
+    return "".join(chunks)
