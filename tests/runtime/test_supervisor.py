@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from threadwire.config import Settings
 from threadwire.events import utcnow
 from threadwire.ids import new_run_id
 from threadwire.runtime import (
@@ -16,6 +17,7 @@ from threadwire.runtime import (
     RunContext,
     RunFinished,
     ShuttingDown,
+    Supervisor,
     UnknownAgent,
 )
 from threadwire.runtime.agents.demo import demo
@@ -437,3 +439,16 @@ async def test_start_ends_runs_a_previous_process_left_unfinished(
     assert recovered[0].error["code"] == "interrupted"
     assert_run_life(coordinator.of_run(left.run_id))
     assert await make_supervisor(node_id="n1").start() == []
+
+
+async def test_from_settings_takes_the_limits_and_node_id(
+    store: MemoryStore, coordinator: RecordingCoordinator, registry: AgentRegistry
+) -> None:
+    settings = Settings(
+        max_concurrent_runs=3, max_runs_per_user=2, run_timeout=9.5, node_id="node-7"
+    )
+    supervisor = Supervisor.from_settings(store, coordinator, registry, settings)
+    assert (supervisor.max_concurrent_runs, supervisor.max_runs_per_user) == (3, 2)
+    assert (supervisor.run_timeout, supervisor.node_id) == (9.5, "node-7")
+    assert Supervisor(store, coordinator, registry).node_id == "local"
+    await supervisor.shutdown(grace=0)

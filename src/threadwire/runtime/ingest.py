@@ -193,8 +193,8 @@ class Ingestor:
             if status is None:
                 continue
             run = await self.store.get_run(event.run_id)
-            if run is None or run.finished:
-                continue
+            if run is None or run.finished or run.node_id is not None:
+                continue  # a supervised run's status is its supervisor's to record
             changes: dict[str, Any] = {"status": status, "finished_at": event.ts}
             if status == "completed":
                 changes["result"] = event.data.get("result")

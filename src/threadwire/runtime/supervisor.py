@@ -15,7 +15,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from threadwire.bus.base import Bus
 from threadwire.events import (
@@ -34,6 +34,9 @@ from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import AgentError, RunElsewhere, RunFinished, ShuttingDown
 from threadwire.runtime.registry import AgentRegistry, AgentSpec
 from threadwire.store.base import NotFound, RunRecord, RunStatus, Store
+
+if TYPE_CHECKING:
+    from threadwire.config import Settings
 
 log = logging.getLogger("threadwire.runtime")
 
@@ -113,6 +116,22 @@ class Supervisor:
         """Set when shutdown begins (the node stops accepting runs)."""
         self._drivers: set[asyncio.Task[None]] = set()
         self._stragglers: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def from_settings(
+        cls, store: Store, coordinator: Coordinator, registry: AgentRegistry, settings: Settings
+    ) -> Supervisor:
+        """A supervisor with the limits of `settings` (`--max-concurrent-runs`,
+        `--max-runs-per-user`, `--run-timeout`) and its `node_id`."""
+        return cls(
+            store,
+            coordinator,
+            registry,
+            max_concurrent_runs=settings.max_concurrent_runs,
+            max_runs_per_user=settings.max_runs_per_user,
+            run_timeout=settings.run_timeout,
+            node_id=settings.node_id,
+        )
 
     @property
     def running_count(self) -> int:
