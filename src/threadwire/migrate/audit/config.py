@@ -4,6 +4,7 @@ or a file given with `--config`; which modules are legacy and which names hold I
 from __future__ import annotations
 
 import fnmatch
+import re
 import sys
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -35,6 +36,15 @@ class IdNames:
             if fnmatch.fnmatchcase(name, pattern):
                 return _role_of_pattern(pattern)
         return None
+
+    def key_role(self, key: str) -> Role | None:
+        """The role of a string key (`event["run_id"]`), also in the spellings JSON and
+        HTTP use for the same name (`runId`, `X-Run-Id`)."""
+        role = self.role(key)
+        if role is None:
+            snake = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", key).replace("-", "_").lower()
+            role = self.role(snake) if snake != key else None
+        return role
 
     def plural_role(self, name: str) -> Role | None:
         """The role of the elements of a collection named like `run_ids`."""

@@ -226,7 +226,7 @@ def id_role(node: cst.BaseExpression, env: Env) -> Role | None:
         return names.role(node.attr.value)
     if isinstance(node, cst.Subscript):
         key = subscript_key(node)
-        return names.role(key) if key is not None else None
+        return names.key_role(key) if key is not None else None
     if isinstance(node, cst.Call):
         return _call_role(node, env)
     return None
@@ -238,7 +238,7 @@ def _call_role(node: cst.Call, env: Env) -> Role | None:
         method = func.attr.value
         if method in {"get", "pop", "getone", "get_str"} and args:
             key = string_value(args[0].value)
-            return env.id_names.role(key) if key is not None else None
+            return env.id_names.key_role(key) if key is not None else None
         if method in {"strip", "lower", "upper", "casefold"} and not args:
             return id_role(func.value, env)
     if isinstance(func, cst.Name):

@@ -194,7 +194,7 @@ class _Collector(cst.CSTVisitor):
 
     def visit_DictElement(self, node: cst.DictElement) -> None:
         key = string_value(node.key)
-        role = self.facts.id_names.role(key) if key is not None else None
+        role = self.facts.id_names.key_role(key) if key is not None else None
         if role is not None:
             self.uses.append((role, node.value))
 
@@ -211,7 +211,7 @@ def _target_role(target: cst.BaseExpression, names: IdNames) -> Role | None:
         return names.role(target.attr.value)
     if isinstance(target, cst.Subscript):
         key = subscript_key(target)
-        return names.role(key) if key is not None else None
+        return names.key_role(key) if key is not None else None
     return None
 
 

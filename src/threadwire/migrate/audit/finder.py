@@ -59,6 +59,7 @@ _STR_METHODS = frozenset(
         "rstrip",
     }
 )
+_STR_API = frozenset(name for name in dir(str) if not name.startswith("_"))
 _VALUE_ERROR_CATCHERS = frozenset({"ValueError", "Exception", "BaseException"})
 _RENDER = cst.Module(body=[])
 _PARSE_WORDS = {"regex": "matches a regular expression against", "slice": "slices"}
@@ -162,6 +163,12 @@ class FileAuditor(cst.CSTVisitor):
         return None
 
     def _legacy_callee(self, func: cst.BaseExpression) -> str | None:
+        if (
+            isinstance(func, cst.Attribute)
+            and isinstance(func.value, cst.Call)
+            and func.attr.value in _STR_API
+        ):
+            return None  # `make(t).startswith(...)`: a str method on what a legacy call returned
         callee = self.resolver.legacy_of(func)
         if callee is None and isinstance(func, cst.Name) and func.value in self._star:
             if self.env.local_role(func.value) is None and func.value not in self.env.bound:
@@ -494,7 +501,7 @@ class FileAuditor(cst.CSTVisitor):
             return self._target_role(parent.target)
         if isinstance(parent, cst.DictElement) and parent.value is child:
             key = string_value(parent.key)
-            return self.config.id_names.role(key) if key is not None else None
+            return self.config.id_names.key_role(key) if key is not None else None
         if isinstance(parent, cst.Return):
             return function_role(self.env.function_name)
         return None
@@ -507,7 +514,7 @@ class FileAuditor(cst.CSTVisitor):
             return names.role(target.attr.value)
         if isinstance(target, cst.Subscript):
             key = subscript_key(target)
-            return names.role(key) if key is not None else None
+            return names.key_role(key) if key is not None else None
         return None
 
     def _template(self, node: cst.BaseExpression) -> None:

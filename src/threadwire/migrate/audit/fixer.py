@@ -38,11 +38,12 @@ def audit_source(source: str, file: SourceFile, config: AuditConfig, api: Legacy
     except cst.ParserSyntaxError as exc:
         return FileAudit([parse_error_finding(file, exc.raw_line, exc.raw_column, str(exc))])
     wrapper = MetadataWrapper(module, unsafe_skip_copy=True)
+    alias, imported = _ids_alias(module)
     auditor = FileAuditor(
         config,
         api,
         package_of(file.module, is_package=file.path.name == "__init__.py"),
-        _ids_alias(module),
+        alias,
     )
     try:
         wrapper.visit(auditor)
@@ -85,7 +86,7 @@ def audit_source(source: str, file: SourceFile, config: AuditConfig, api: Legacy
     findings = _findings(file, auditor, _dedupe(auditor.sites))
     if not may_fix or not outer:
         return FileAudit(findings)
-    fixed = _apply(module, outer, drop, auditor.alias)
+    fixed = _apply(module, outer, drop, auditor.alias, imported=imported)
     return FileAudit(findings, fixed if fixed != source else None)
 
 
@@ -102,8 +103,9 @@ def _removal_index(
     return removed
 
 
-def _ids_alias(module: cst.Module) -> str:
-    """`ids`, unless the module already uses that name for something else."""
+def _ids_alias(module: cst.Module) -> tuple[str, bool]:
+    """The name to import threadwire.ids as (`ids`, unless the module uses that name for
+    something else), and whether the module imports it already."""
     names: set[str] = set()
     has_import = False
 
@@ -113,19 +115,19 @@ def _ids_alias(module: cst.Module) -> str:
 
         def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
             nonlocal has_import
-            if _RENDER.code_for_node(node.module) == "threadwire" if node.module else False:
-                if not isinstance(node.names, cst.ImportStar):
-                    has_import |= any(
-                        a.evaluated_name == "ids" and a.asname is None for a in node.names
-                    )
+            module_name = _RENDER.code_for_node(node.module) if node.module else ""
+            if module_name == "threadwire" and not isinstance(node.names, cst.ImportStar):
+                has_import |= any(
+                    a.evaluated_name == "ids" and a.asname is None for a in node.names
+                )
 
     module.visit(_Names())
     if has_import or "ids" not in names:
-        return "ids"
+        return "ids", has_import
     for candidate in ("tw_ids", "threadwire_ids"):
         if candidate not in names:
-            return candidate
-    return "threadwire_ids_"
+            return candidate, False
+    return "threadwire_ids_", False
 
 
 def _dedupe(sites: list[Site]) -> list[Site]:
@@ -188,12 +190,16 @@ class _Apply(cst.CSTTransformer):
     hands its blank lines and comments on to the statement after it."""
 
     def __init__(
-        self, replace: dict[cst.CSTNode, cst.CSTNode], drop: dict[cst.CSTNode, set[int]]
+        self,
+        replace: dict[cst.CSTNode, cst.CSTNode],
+        drop: dict[cst.CSTNode, set[int]],
+        new_import: cst.SimpleStatementLine | None,
     ) -> None:
         super().__init__()
         self.replace = replace
         self.drop = drop
         self.markers: set[int] = set()
+        self.new_import: cst.SimpleStatementLine | None = new_import
 
     def on_leave(  # type: ignore[override]
         self, original_node: cst.CSTNode, updated_node: cst.CSTNode
@@ -216,6 +222,12 @@ class _Apply(cst.CSTTransformer):
         for statement in block.body:
             if id(statement) in self.markers:
                 assert isinstance(statement, cst.SimpleStatementLine)
+                if isinstance(block, cst.Module) and self.new_import is not None:
+                    # The first legacy import line that goes away makes room for ours.
+                    lines = [*pending, *statement.leading_lines]
+                    body.append(self.new_import.with_changes(leading_lines=lines))
+                    self.new_import, pending = None, []
+                    continue
                 pending.extend(statement.leading_lines)
                 continue
             if pending and isinstance(
@@ -245,10 +257,18 @@ def _drop_aliases(
 
 
 def _apply(
-    module: cst.Module, targets: list[FixTarget], drop: dict[cst.CSTNode, set[int]], alias: str
+    module: cst.Module,
+    targets: list[FixTarget],
+    drop: dict[cst.CSTNode, set[int]],
+    alias: str,
+    *,
+    imported: bool,
 ) -> str:
     replace = {t.node: t.replacement for t in targets}
-    rewritten = module.visit(_Apply(replace, drop))
+    statement = "from threadwire import ids" + ("" if alias == "ids" else f" as {alias}")
+    new_import = cst.parse_statement(statement)
+    assert isinstance(new_import, cst.SimpleStatementLine)
+    rewritten = module.visit(_Apply(replace, drop, None if imported else new_import))
     context = CodemodContext()
     AddImportsVisitor.add_needed_import(
         context, "threadwire", "ids", asname=None if alias == "ids" else alias
