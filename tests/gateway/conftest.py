@@ -6,14 +6,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-
-from tests.gateway.harness import Node, serve_app, test_settings
+from tests.gateway.harness import Node, node_settings, serve_app
 
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
     """A node on the memory store with default limits."""
-    async with serve_app(test_settings()) as running:
+    async with serve_app(node_settings()) as running:
         yield running
 
 

@@ -1,6 +1,6 @@
 """A real threadwire node on a free port, for tests that speak HTTP and WebSocket to it.
 
-    async with serve_app(test_settings()) as node:
+    async with serve_app(node_settings()) as node:
         async with httpx.AsyncClient(base_url=node.url) as http: ...
         async with websockets.connect(node.ws_url, additional_headers=node.auth("alice")): ...
 
@@ -33,7 +33,7 @@ from threadwire.store import Store
 TEST_SECRET = "threadwire-test-secret-0123456789abcdef"
 
 
-def test_settings(**overrides: Any) -> Settings:
+def node_settings(**overrides: Any) -> Settings:
     """Settings for a test node: memory store, fixed secret, loopback, no env influence."""
     values: dict[str, Any] = {
         "host": "127.0.0.1",
@@ -88,7 +88,7 @@ async def serve_app(
     registry: AgentRegistry | None = None,
 ) -> AsyncIterator[Node]:
     """Run a node until the block ends; yields its `Node` once it accepts requests."""
-    settings = settings or test_settings()
+    settings = settings or node_settings()
     app = create_app(settings, store=store, bus=bus, registry=registry)
     gateway: Gateway = app.state.gateway
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
