@@ -57,6 +57,7 @@ class TraceTable:
 
     def ddl(self, database: str) -> str:
         """`CREATE TABLE IF NOT EXISTS` for this table in `database`."""
+        order = self.order_by[0] if len(self.order_by) == 1 else f"({', '.join(self.order_by)})"
         body = ",\n    ".join(
             [f"`{name}` {kind}" for name, kind in self.columns] + list(self.indexes)
         )
@@ -64,7 +65,7 @@ class TraceTable:
             f"CREATE TABLE IF NOT EXISTS `{check_identifier(database)}`.`{self.name}` (\n"
             f"    {body}\n) ENGINE = {self.engine}\n"
             f"PARTITION BY {self.partition_by}\n"
-            f"ORDER BY ({', '.join(self.order_by)})"
+            f"ORDER BY {order}"
         )
 
 

@@ -87,7 +87,7 @@ class TraceSink:
         if self._closing:
             self._drop("shutdown", len(events))
             return
-        room = self.max_buffer - len(self._buffer)
+        room = self.max_buffer - len(self._buffer) - self._inflight
         if room >= len(events):
             self._buffer.extend(events)
             taken = len(events)
