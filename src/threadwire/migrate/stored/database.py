@@ -109,7 +109,7 @@ def connect(url: str, *, read_only: bool) -> Iterator[Connection]:
         try:
             conn = engine.connect()
         except SQLAlchemyError as exc:
-            shown = engine.url.render_as_string(hide_password=True)
+            shown = make_url(url).render_as_string(hide_password=True)
             raise MigrationError(f"cannot reach database {shown}: {one_line(exc)}") from None
         with conn:
             yield conn
@@ -230,7 +230,7 @@ def load_aliases(conn: Connection, table: sa.Table, legacy_ids: Iterable[str]) -
         query = sa.select(table.c.legacy_id, table.c.run_id, table.c.thread_id).where(
             table.c.legacy_id.in_(chunk)
         )
-        for legacy_id, run_id, thread_id in conn.execute(query).tuples():
+        for legacy_id, run_id, thread_id in conn.execute(query):
             found[str(legacy_id)] = Alias(str(run_id), str(thread_id))
     return found
 

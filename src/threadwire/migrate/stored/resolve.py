@@ -92,7 +92,8 @@ def _resolver(conn: Connection, threads: str | None) -> Resolver | None:
     column = Catalog(conn).column(ColumnRef.parse(threads, "--threads"))
 
     def existing(candidates: Collection[str]) -> set[str]:
-        query = sa.select(column).where(sa.cast(column, sa.String).in_(list(candidates)))
+        raw = sa.type_coerce(column, sa.types.NullType())
+        query = sa.select(raw).where(sa.cast(column, sa.String).in_(list(candidates)))
         values: list[object] = list(conn.execute(query).scalars())
         return {str(v) for v in values}
 

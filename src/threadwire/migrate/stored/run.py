@@ -220,7 +220,8 @@ def _threads_resolver(conn: Connection, catalog: Catalog, threads: str | None) -
     if threads is None:
         return None
     column = catalog.column(ColumnRef.parse(threads, "--threads"))
-    query = sa.select(column).where(column.isnot(None)).distinct()
+    raw = sa.type_coerce(column, sa.types.NullType())
+    query = sa.select(raw).where(column.isnot(None)).distinct()
     values: list[object] = list(conn.execute(query).scalars())
     known = {str(v) for v in values}
     return resolver_from(known.intersection)
@@ -230,7 +231,9 @@ def _scan_primary(
     conn: Connection, primary: _Target, thread_col: _Extra | None, created_col: _Extra | None
 ) -> list[PrimaryRow]:
     """One row per distinct primary value (the first seen, should a run appear twice)."""
-    extras = [e.column for e in (thread_col, created_col) if e is not None]
+    # Raw values: SQLite stores anything in any column, and a reflected type's result
+    # processor (NUMERIC for "TIMESTAMP WITH TIME ZONE") would choke on what is there.
+    extras = [sa.type_coerce(e.column, sa.types.NullType()) for e in (thread_col, created_col) if e]
     query = sa.select(primary.column, *extras).where(primary.column.isnot(None))
     seen: dict[object, PrimaryRow] = {}
     for row in conn.execute(query):
@@ -245,9 +248,10 @@ def _scan_primary(
 
 def _scan(conn: Connection, target: _Target) -> None:
     col = target.column
-    query = sa.select(col, sa.func.count()).where(col.isnot(None)).group_by(col)
-    for value, count in conn.execute(query).tuples():
-        target.counts[value] += int(count)
+    rows = sa.func.count().label("rows")
+    query = sa.select(col, rows).where(col.isnot(None)).group_by(col)
+    for row in conn.execute(query):
+        target.counts[row[0]] += row.rows
 
 
 def _pending(target: _Target, plan: Plan) -> bool:
