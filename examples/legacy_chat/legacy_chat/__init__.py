@@ -1,0 +1,1 @@
+"""A small chat service with the ID bug threadwire's migration tooling exists to fix."""
