@@ -44,6 +44,8 @@ class _Run:
     started: datetime | None = None
     finished: datetime | None = None
     status: str | None = None
+    seen_start: bool = False
+    seen_queued: bool = False
 
 
 @dataclass
@@ -60,7 +62,8 @@ def expected_from_sqlite(db_path: Path, *, since: datetime | None = None) -> Exp
     con = sqlite3.connect(db_path)
     try:
         rows = con.execute(
-            "SELECT e.run_id, e.type, e.ts, e.data, r.agent FROM events e "
+            "SELECT e.run_id, e.type, e.ts, e.data, r.agent, r.created_at, r.started_at "
+            "FROM events e "
             "JOIN runs r ON r.run_id = e.run_id ORDER BY e.thread_id, e.seq"
         ).fetchall()
     finally:
@@ -69,14 +72,20 @@ def expected_from_sqlite(db_path: Path, *, since: datetime | None = None) -> Exp
     per_run_events: dict[tuple[str, str], list[bool]] = defaultdict(list)
     tool_latency: dict[tuple[str, str], list[float]] = defaultdict(list)
     tool_errors: dict[tuple[str, str], int] = defaultdict(int)
-    for run_id, type_, ts_text, data_text, agent in rows:
+    for run_id, type_, ts_text, data_text, agent, record_created, record_started in rows:
         ts = _ts(ts_text)
         data = json.loads(data_text)
-        run = runs.setdefault(run_id, _Run(agent))
-        if type_ == "run_queued":
-            run.created = ts
-        elif type_ == "agent_started":
-            run.started = ts
+        # a run with no run_queued / agent_started (an external worker's) was created
+        # and started when the store first recorded it
+        run = runs.setdefault(
+            run_id,
+            _Run(agent, created=_ts(record_created),
+                 started=_ts(record_started) if record_started else None),
+        )
+        if type_ == "run_queued" and not run.seen_queued:
+            run.created, run.seen_queued = ts, True
+        elif type_ == "agent_started" and not run.seen_start:
+            run.started, run.seen_start = ts, True
         elif type_ in TERMINAL:
             run.finished, run.status = ts, TERMINAL[type_]
         if ts < floor:

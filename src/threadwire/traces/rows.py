@@ -6,7 +6,8 @@ for the same events (and the ReplacingMergeTree tables collapse the copies).
 
 Definitions (docs/traces.md):
 - run `created_at`: its `run_queued` event (else the run record, else its first event);
-  `started_at`: its `agent_started` event (else the run record); `finished_at`: its
+  `started_at`: its `agent_started` event (else the run record's `started_at`: an
+  external worker's run starts when threadwire first saw it); `finished_at`: its
   terminal event; `duration_ms` = finished - started (None when it never started).
 - tool `duration_ms`: `data.duration_ms` of `tool_completed`, else the time since the
   matching `tool_executing` (same `call_id`, else same tool name, oldest first).
@@ -18,7 +19,7 @@ from __future__ import annotations
 import json
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -83,6 +84,7 @@ class _Known:
     agent: str
     created_at: datetime | None
     started_at: datetime | None
+    from_record: bool
 
 
 def error_text(value: object) -> str:
@@ -117,7 +119,7 @@ class RunTracker:
 
     def note_run(self, run: RunRecord) -> None:
         """Remember a run's agent and times (from the store or the runtime)."""
-        self._remember(run.run_id, _Known(run.agent, run.created_at, run.started_at))
+        self._remember(run.run_id, _Known(run.agent, run.created_at, run.started_at, True))
 
     def _remember(self, run_id: str, known: _Known) -> None:
         self._known[run_id] = known
@@ -131,9 +133,27 @@ class RunTracker:
         return known.agent if known else None
 
     def unknown_runs(self, events: Iterable[Event]) -> set[str]:
-        """Run IDs among `events` whose agent neither the tracker nor the events name."""
-        named = {e.run_id for e in events if _agent_in(e) is not None}
-        return {e.run_id for e in events if e.run_id not in self._known} - named
+        """Run IDs among `events` whose record the rows need and the tracker lacks: the
+        agent is named by no event, or the run ends with no `agent_started` seen (its
+        start then comes from the record, as a backfill would take it)."""
+        need: set[str] = set()
+        named: set[str] = set()
+        started: set[str] = set()
+        for e in events:
+            known = self._known.get(e.run_id)
+            if known is not None and known.from_record:
+                continue
+            if _agent_in(e) is not None:
+                named.add(e.run_id)
+            if e.type == AGENT_STARTED:
+                started.add(e.run_id)
+            if known is None and e.run_id not in named:
+                need.add(e.run_id)
+            elif e.type in TERMINAL_TYPES and e.run_id not in started:
+                run = self._open.get(e.run_id)
+                if run is None or run.started_at is None:
+                    need.add(e.run_id)
+        return need
 
     def rows(self, events: Iterable[Event]) -> TraceRows:
         """The rows for `events` (given in each thread's seq order)."""
@@ -146,8 +166,8 @@ class RunTracker:
         data = event.data
         named = _agent_in(event)
         if named is not None and self.agent_of(event.run_id) != named:
-            old = self._known.get(event.run_id) or _Known("", None, None)
-            self._remember(event.run_id, _Known(named, old.created_at, old.started_at))
+            old = self._known.get(event.run_id) or _Known("", None, None, False)
+            self._remember(event.run_id, replace(old, agent=named))
         agent = self.agent_of(event.run_id) or ""
         legacy_run_id = data.get("legacy_run_id")
         legacy = isinstance(legacy_run_id, str) and legacy_run_id != ""
