@@ -1,7 +1,8 @@
 """The store: threads, runs, events with gap-free per-thread seq, legacy-ID aliases.
 
 Backends are chosen by URL scheme and imported lazily: `memory://`,
-`sqlite+aiosqlite:///path` (embedded default), `postgresql+asyncpg://...`.
+`sqlite:///path` (embedded default, SQLite with WAL), `postgresql://...`; plain URLs
+map to the async drivers (aiosqlite, asyncpg).
 """
 
 from __future__ import annotations
@@ -9,11 +10,16 @@ from __future__ import annotations
 from threadwire.store.base import (
     FINISHED_STATUSES,
     RUN_STATUSES,
+    EventExists,
     EventsGone,
+    InvalidCursor,
     NotFound,
     Page,
+    PruneResult,
+    RunExists,
     RunRecord,
     RunStatus,
+    SchemaOutdated,
     Store,
     StoreError,
     ThreadExists,
@@ -26,11 +32,16 @@ __all__ = [
     "DEFAULT_DATABASE_URL",
     "FINISHED_STATUSES",
     "RUN_STATUSES",
+    "EventExists",
     "EventsGone",
+    "InvalidCursor",
     "NotFound",
     "Page",
+    "PruneResult",
+    "RunExists",
     "RunRecord",
     "RunStatus",
+    "SchemaOutdated",
     "Store",
     "StoreError",
     "ThreadExists",
