@@ -129,11 +129,17 @@ def test_configured_id_names_are_added_to_the_defaults(tmp_path: Path) -> None:
         tmp_path,
         {
             "pyproject.toml": '[tool.threadwire.audit]\nid_names = ["conv_key"]\n',
-            "m.py": "def f(conv_key, run_id):\n    return conv_key[:4], run_id[:4]\n",
+            "m.py": "def f(conv_key, run_id, other):\n    a = conv_key[:4]\n"
+            "    b = run_id[:4]\n    return other[:4]\n",
         },
     )
     findings = audit_tree(tmp_path, load_config(tmp_path)).result.findings
-    assert [(f.line, f.column) for f in findings] == [(2, 11), (2, 25)]
+    assert [(f.line, f.column) for f in findings] == [(2, 8), (3, 8)]
+
+
+def test_two_sites_of_one_kind_on_one_line_are_one_finding(tmp_path: Path) -> None:
+    source = "def f(run_id):\n    return run_id[4 : run_id.rindex('_')]\n"
+    assert kinds_by_line(audit_snippet(tmp_path, source)) == [(2, "adhoc_parse")]
 
 
 def test_legacy_imports_and_calls_through_aliases_and_relative_imports(tmp_path: Path) -> None:

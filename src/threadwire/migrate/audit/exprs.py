@@ -3,6 +3,7 @@ whether it is text assembled from parts (a template), and what kind of piece eac
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import string
 from collections.abc import Sequence
@@ -369,7 +370,23 @@ class Template:
 
 
 def template_of(node: cst.BaseExpression, env: Env) -> Template | None:
-    """The template `node` is, or None when it does not assemble text."""
+    """The template `node` is, or None when it does not assemble text. Parts that are
+    string literals or names bound to one (`RUN_PREFIX`) count as literal text."""
+    template = _template(node, env)
+    if template is None:
+        return None
+    parts = tuple(
+        Part(text=text)
+        if p.expr is not None and not p.spec and (text := literal_text(p.expr, env)) is not None
+        else p
+        for p in template.parts
+    )
+    if all(p.text is not None for p in parts):
+        return None
+    return dataclasses.replace(template, parts=parts)
+
+
+def _template(node: cst.BaseExpression, env: Env) -> Template | None:
     if isinstance(node, (cst.FormattedString, cst.ConcatenatedString)):
         parts = _string_parts(node)
         if parts is None or all(p.text is not None for p in parts):

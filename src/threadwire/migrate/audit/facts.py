@@ -224,7 +224,16 @@ def function_role(name: str | None) -> Role | None:
         return "thread"
     if "run_id" in lowered:
         return "run"
+    words = set(lowered.strip("_").split("_"))
+    if words & _MAKER_VERBS:
+        if "thread" in words:
+            return "thread"
+        if "run" in words:
+            return "run"
     return None
+
+
+_MAKER_VERBS = frozenset({"new", "make", "generate", "gen", "create", "build", "mint", "next"})
 
 
 def _resolve(facts: ScopeFacts, collector: _Collector, legacy_of: LegacyOf) -> None:

@@ -3,6 +3,7 @@ rest of the text (formatting, comments) exactly as it was."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 from collections.abc import Callable
@@ -143,13 +144,25 @@ def _dedupe(sites: list[Site]) -> list[Site]:
 
 
 def _findings(file: SourceFile, auditor: FileAuditor, sites: list[Site]) -> list[Finding]:
-    found: dict[tuple[int, int, Kind], Finding] = {}
+    # One finding per line and kind: `run_id[4:run_id.rindex("_")]` is one site, and so is
+    # a call on what a legacy constructor returned. The first by column stands for all, and
+    # is fixable only if all are.
+    found: dict[tuple[int, Kind], Finding] = {}
     ordinal: dict[str, int] = {}
-    for site in sites:
+    placed = sorted(
+        sites,
+        key=lambda s: (
+            auditor.positions[s.node].start.line,
+            auditor.positions[s.node].start.column,
+        ),
+    )
+    for site in placed:
         where = auditor.positions[site.node]
-        key = (where.start.line, where.start.column, site.kind)
+        key = (where.start.line, site.kind)
         if key in found:
-            continue  # the outer of two sites at one spot (a call on a legacy ctor call)
+            if not site.fixable and found[key].fixable:
+                found[key] = dataclasses.replace(found[key], fixable=False)
+            continue
         code = re.sub(r"\s+", " ", _RENDER.code_for_node(site.node)).strip()
         basis = f"{file.relpath}\0{site.kind}\0{code}"
         ordinal[basis] = ordinal.get(basis, 0) + 1
