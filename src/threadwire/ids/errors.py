@@ -48,7 +48,7 @@ def quote(value: object) -> str:
 
     Never raises, whatever `value` is, because it runs while an error is being raised.
     """
-    if isinstance(value, str):
+    if issubclass(type(value), str):  # not isinstance: a __class__ property can fake that
         text = str.__str__(value)  # a str subclass's own __repr__ may do anything
         if len(text) > QUOTE_LIMIT:
             return f"{text[:QUOTE_LIMIT]!r}... ({len(text)} characters)"

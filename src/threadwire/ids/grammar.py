@@ -23,7 +23,7 @@ def as_str(value: object) -> str | None:
     """`value` as an exact `str` (a subclass is copied), or None when it is not a string."""
     if type(value) is str:
         return value
-    if isinstance(value, str):
+    if issubclass(type(value), str):  # not isinstance: a __class__ property can fake that
         # str.__str__ copies the characters; the subclass's own methods never run.
         return str.__str__(value)
     return None

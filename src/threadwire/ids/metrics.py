@@ -82,10 +82,10 @@ class LegacyLog:
         self._lock = threading.Lock()
 
     def __call__(self, run_id: str, format_name: str) -> None:
-        if run_id in self._seen:
-            return
+        # Always under the lock: legacy parses are the slow path anyway, and a lock-free
+        # pre-check would need a second check inside it for the race it opens.
         with self._lock:
-            if run_id in self._seen:  # another thread logged it while we waited
+            if run_id in self._seen:
                 return
             if len(self._seen) >= self.capacity:
                 del self._seen[next(iter(self._seen))]

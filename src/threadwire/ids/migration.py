@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Final
 
 from threadwire.ids.errors import InvalidIdError, quote
 from threadwire.ids.formats import parse_run_id
 from threadwire.ids.grammar import validate_thread_id
-from threadwire.ids.parsed import ParsedRunId, plausible_datetime
+from threadwire.ids.parsed import ParsedRunId, plausible_ms
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS: Final = timedelta(milliseconds=1)
@@ -21,20 +23,21 @@ def _epoch_ms(created_at: datetime | int | float) -> int:
     if isinstance(created_at, datetime):
         if created_at.tzinfo is None:
             created_at = created_at.replace(tzinfo=UTC)  # naive times are UTC, as stored
-        ms = (created_at - _EPOCH) // _ONE_MS
-    elif isinstance(created_at, int | float) and not isinstance(created_at, bool):
-        when = plausible_datetime(int(created_at))
-        if when is None:
+        ms: int = (created_at - _EPOCH) // _ONE_MS
+        if ms < 0:
+            raise ValueError(f"created_at {created_at!r} is before 1970")
+        return ms
+    if isinstance(created_at, int | float) and not isinstance(created_at, bool):
+        # repr() of a float is its shortest exact decimal: 1764021712.123 s is ...123 ms.
+        number = Decimal(repr(created_at)) if isinstance(created_at, float) else created_at
+        plausible = plausible_ms(number) if math.isfinite(created_at) else None
+        if plausible is None:
             raise ValueError(
                 f"created_at {created_at!r} is not an epoch in seconds or milliseconds "
                 "between 2000 and 2200"
             )
-        ms = (when - _EPOCH) // _ONE_MS
-    else:
-        raise TypeError(f"created_at must be a datetime or an epoch number, not {created_at!r}")
-    if ms < 0:
-        raise ValueError(f"created_at {created_at!r} is before 1970")
-    return ms
+        return plausible
+    raise TypeError(f"created_at must be a datetime or an epoch number, not {created_at!r}")
 
 
 def to_canonical(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -17,6 +18,21 @@ _MIN_MS: Final = _MIN_S * 1000
 _MAX_MS: Final = _MAX_S * 1000
 
 
+def plausible_ms(number: int | Decimal) -> int | None:
+    """`number` as epoch milliseconds, if read as seconds or milliseconds it lands in
+    2000..2200; None otherwise. Fractions of a millisecond are dropped.
+
+    >>> plausible_ms(1764021712123), plausible_ms(Decimal("1764021712.1234")), plausible_ms(5)
+    (1764021712123, 1764021712123, None)
+    """
+    whole = int(number)
+    if _MIN_MS <= whole <= _MAX_MS:
+        return whole
+    if _MIN_S <= whole <= _MAX_S:
+        return int(number * 1000)
+    return None
+
+
 def plausible_datetime(number: int) -> datetime | None:
     """`number` read as epoch seconds or milliseconds, if either lands in 2000..2200.
 
@@ -27,11 +43,8 @@ def plausible_datetime(number: int) -> datetime | None:
     >>> plausible_datetime(12345) is None
     True
     """
-    if _MIN_MS <= number <= _MAX_MS:
-        return _EPOCH + timedelta(milliseconds=number)
-    if _MIN_S <= number <= _MAX_S:
-        return _EPOCH + timedelta(seconds=number)
-    return None
+    ms = plausible_ms(number)
+    return None if ms is None else _EPOCH + timedelta(milliseconds=ms)
 
 
 class ParsedRunId(tuple[str, str, str | None, str | None, str | None, bool]):
