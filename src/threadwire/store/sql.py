@@ -251,10 +251,14 @@ class SqlStore:
 
     async def _flush(self, batch: list[AppendRequest]) -> None:
         """Commit `batch` in one transaction; if the database refuses it, isolate callers."""
+        written = False
         try:
             async with write_transaction(self.engine) as conn:
                 outcomes = await appends.apply_batch(conn, batch)
+                written = True
         except StatementError as exc:
+            if written:  # COMMIT itself failed: the outcome is unknown, never write twice
+                raise
             if len(batch) == 1:
                 batch[0].settle(appends.translate(exc, batch[0]))
                 return
