@@ -7,6 +7,7 @@ import re
 import threading
 import time
 import uuid
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -186,7 +187,9 @@ def test_now_ms_stays_within_48_bits(seconds: float, ms: int) -> None:
 
 def test_after_fork_the_child_draws_fresh_randomness() -> None:
     read, write = os.pipe()
-    with frozen_clock(FROZEN_S):
+    with frozen_clock(FROZEN_S), warnings.catch_warnings():
+        # Python 3.12+ warns about fork() with threads alive (earlier tests' pools).
+        warnings.simplefilter("ignore", DeprecationWarning)
         parent_before = new_run_id("forked")
         pid = os.fork()
         if pid == 0:  # the child: report its run ID and leave at once

@@ -271,8 +271,12 @@ class FormatRegistry:
         if type(run_id) is str and _FAST_CANONICAL(run_id) is not None:
             _next(_canonical_count)
             return _tuple_new(ParsedRunId, (run_id, CANONICAL, None, None, None, True))
+        return self._parse_general(run_id, resolver)
+
+    def _parse_general(self, value: object, resolver: Resolver | None) -> ParsedRunId:
+        """Every ID the fast canonical path does not take: legacy, unusual, or invalid."""
         try:
-            return self._parse_slow(run_id, resolver)
+            return self._parse_slow(value, resolver)
         except InvalidIdError as error:
             counters.error(error.code)
             raise
@@ -304,13 +308,13 @@ class FormatRegistry:
                 f"thread ID in run ID too long ({len(thread)} > {MAX_THREAD_ID_LENGTH} "
                 f"characters): {quote(run_id)}",
             )
-        groups = match.groupdict()
-        ts = groups.get("ts")
-        if ts is not None and not (ts.isascii() and ts.isdigit()):
-            ts = None  # a registered format's ts group that holds no number
         _next(counters.for_format(fmt.name))
         if fmt.name == CANONICAL:
             return _tuple_new(ParsedRunId, (run_id, CANONICAL, None, None, None, True))
+        groups = match.groupdict()
+        ts = groups.get("ts")
+        if ts is not None and not ts.isdigit():  # ASCII already: the charset check saw to it
+            ts = None  # a registered format's ts group that holds no number
         legacy_log(run_id, fmt.name)
         return _tuple_new(ParsedRunId, (run_id, fmt.name, thread, ts, groups.get("rand"), False))
 
@@ -320,6 +324,8 @@ class FormatRegistry:
         matches: list[tuple[IdFormat, re.Match[str], str | None]],
         resolver: Resolver | None,
     ) -> tuple[IdFormat, re.Match[str], str | None]:
+        if len(matches) == 1:
+            return matches[0]
         threads = list(dict.fromkeys(thread for _, _, thread in matches))
         if len(threads) == 1:
             return matches[0]  # the formats agree: the highest precedence one names it
@@ -364,7 +370,7 @@ def parse_run_id(
         # this is the hot path.
         _next(_canonical_count)
         return _tuple_new(ParsedRunId, (s, CANONICAL, None, None, None, True))
-    return (_default if registry is None else registry).parse(s, resolver=resolver)
+    return (_default if registry is None else registry)._parse_general(s, resolver)
 
 
 def extract_thread_id(
@@ -382,7 +388,7 @@ def extract_thread_id(
         # The timestamp holds no "_" and ends 9 characters from the end; "_run_" before it.
         _next(_canonical_count)
         return s[7 : s.rfind("_", 0, -9) - 4]
-    parsed = (_default if registry is None else registry).parse(s, resolver=resolver)
+    parsed = (_default if registry is None else registry)._parse_general(s, resolver)
     thread_id = parsed.thread_id
     if thread_id is None:
         counters.error("unknown_run")
