@@ -289,3 +289,11 @@ async def test_the_agent_of_a_run_met_midway_comes_from_the_lookup(switchable: S
 def test_a_sink_refuses_nonsense_sizes() -> None:
     with pytest.raises(ValueError, match="max_buffer and batch_size must be >= 1, got 0"):
         TraceSink(Hung(), max_buffer=0)
+
+
+async def test_flush_before_start_is_an_error_not_a_hang() -> None:
+    sink = TraceSink(Hung())
+    await sink.flush()  # nothing submitted: nothing to wait for
+    sink.submit(run_events(1, 3))
+    with pytest.raises(RuntimeError, match="await start"):
+        await sink.flush()

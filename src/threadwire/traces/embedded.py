@@ -12,8 +12,9 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -109,7 +110,7 @@ class ChdbTarget:
         if self._session is None:
             self._session = await asyncio.to_thread(_acquire, self.path)
         for statement in schema_statements(self.database):
-            await self._run(statement)
+            await self._run(partial(str, statement))
 
     async def close(self) -> None:
         if self._session is not None:
@@ -117,29 +118,34 @@ class ChdbTarget:
             await asyncio.to_thread(_release, self.path)
 
     async def ping(self) -> None:
-        await self._run("SELECT 1")
+        await self._run(lambda: "SELECT 1")
 
     async def insert(
         self, table: str, columns: Sequence[str], types: Sequence[str], rows: Sequence[Row]
     ) -> None:
         if rows:
-            await self._run(insert_statement(self.database, table, columns, rows))
+            # encoding runs in the worker thread too: it is the costly part
+            await self._run(lambda: insert_statement(self.database, table, columns, rows))
 
     async def query(
         self, sql: str, params: Mapping[str, str] | None = None
     ) -> list[dict[str, Any]]:
-        text = await self._run(sql, fmt="JSONEachRow", params=params)
+        text = await self._run(lambda: sql, fmt="JSONEachRow", params=params)
         return [json.loads(line) for line in text.splitlines() if line.strip()]
 
     async def _run(
-        self, sql: str, *, fmt: str = "CSV", params: Mapping[str, str] | None = None
+        self,
+        make_sql: Callable[[], str],
+        *,
+        fmt: str = "CSV",
+        params: Mapping[str, str] | None = None,
     ) -> str:
         session = self._session
         if session is None:
             raise TraceTargetError(f"trace target {self.url!r} is not open")
 
         def call() -> str:
-            result = session.query(sql, fmt, params=dict(params) if params else None)
+            result = session.query(make_sql(), fmt, params=dict(params) if params else None)
             return bytes(result.bytes()).decode()
 
         try:

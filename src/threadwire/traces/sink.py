@@ -33,7 +33,13 @@ meets without having been told about it."""
 
 
 class TraceSink:
-    """Batches events into a TraceTarget; `start()`, `submit()`..., `close()`."""
+    """Batches events into a TraceTarget; `start()`, `submit()`..., `close()`.
+
+    `max_buffer` bounds the events held (buffered plus the batch being written);
+    `batch_size` events, or whatever arrived within `flush_interval` seconds, make a
+    write; a failed write is retried after `retry_initial` seconds, doubling up to
+    `retry_max`. Use it from one event loop (submit is not thread-safe).
+    """
 
     def __init__(
         self,
@@ -115,6 +121,8 @@ class TraceSink:
         While the target is down this waits for it: bound it with `asyncio.timeout`.
         """
         goal = self._accepted
+        if self._task is None and self._settled < goal:
+            raise RuntimeError("the trace sink is not running: await start() first")
         self._flush_to = max(self._flush_to, goal)
         self._wake.set()
         async with self._progress:
