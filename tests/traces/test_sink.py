@@ -297,3 +297,34 @@ async def test_flush_before_start_is_an_error_not_a_hang() -> None:
     sink.submit(run_events(1, 3))
     with pytest.raises(RuntimeError, match="await start"):
         await sink.flush()
+
+
+async def test_rows_and_insert_encoding_run_off_the_event_loop_thread(
+    chdb_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from threadwire.traces import embedded
+    from threadwire.traces.rows import RunTracker
+
+    threads: dict[str, set[int]] = {"rows": set(), "encode": set()}
+    encode, rows = embedded.insert_statement, RunTracker.rows
+
+    def spy_encode(*args: Any) -> str:
+        threads["encode"].add(threading.get_ident())
+        return encode(*args)
+
+    def spy_rows(self: RunTracker, events: Any) -> Any:
+        threads["rows"].add(threading.get_ident())
+        return rows(self, events)
+
+    monkeypatch.setattr(embedded, "insert_statement", spy_encode)
+    monkeypatch.setattr(RunTracker, "rows", spy_rows)
+    sink = create_trace_sink(chdb_url)
+    await sink.start()
+    sink.submit(run_events(1, 20))
+    await sink.flush()
+    await sink.close()
+    loop_thread = threading.get_ident()
+    assert threads["rows"] and threads["encode"]
+    assert loop_thread not in threads["rows"] | threads["encode"]
