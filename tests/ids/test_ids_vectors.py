@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from tests.ids.ids_support import LOCAL_VECTORS, SHARED_VECTORS, load_vectors
 
-from threadwire.ids import InvalidIdError, extract_thread_id, parse_run_id
+from threadwire.ids import InvalidIdError, extract_thread_id, parse_run_id, registry
 
 VECTORS = load_vectors()
 
@@ -53,3 +53,12 @@ def test_the_copy_of_the_vectors_in_the_repository_matches_the_shared_file() -> 
     if not SHARED_VECTORS.is_file():
         pytest.skip("no shared/ folder beside this clone; the copy is all there is")
     assert LOCAL_VECTORS.read_bytes() == SHARED_VECTORS.read_bytes()
+
+
+@pytest.mark.parametrize("row", VECTORS["valid"], ids=_row_id)
+def test_the_general_path_reads_every_valid_vector_as_the_fast_path_does(
+    row: dict[str, Any],
+) -> None:
+    # Canonical IDs normally take the one-regex fast path (decision 0003); the general
+    # path must agree with it for IDs that fall through (very long timestamps).
+    assert registry._parse_slow(row["id"], None) == parse_run_id(row["id"])
