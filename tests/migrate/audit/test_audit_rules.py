@@ -224,3 +224,25 @@ def test_gitignored_and_excluded_files_are_not_audited(tmp_path: Path) -> None:
     found = audit_tree(tmp_path, load_config(tmp_path)).result
     assert [f.path for f in found.findings] == ["app.py"]
     assert found.files_scanned == 1
+
+
+def test_legacy_names_re_exported_by_a_package_and_injected_objects(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "svc/__init__.py": "",
+            "svc/ids/__init__.py": "from .run_id_generator import Gen\n",
+            "svc/ids/run_id_generator.py": "class Gen:\n    def make(self, t):\n        return t\n",
+            "svc/agent.py": (
+                "from svc.ids import Gen\n\n\nclass Agent:\n"
+                "    def __init__(self, gen: Gen):\n        self.gen = gen\n\n"
+                "    def start(self, t):\n        return self.gen.make(t)\n"
+            ),
+        },
+    )
+    found = audit_tree(tmp_path, load_config(tmp_path)).result.findings
+    assert [(f.path, f.line, str(f.kind)) for f in found] == [
+        ("svc/agent.py", 1, "legacy_import"),
+        ("svc/agent.py", 9, "legacy_call"),
+        ("svc/ids/__init__.py", 1, "legacy_import"),
+    ]

@@ -333,25 +333,43 @@ class _ParseFinder(cst.CSTVisitor):
 
 
 def class_facts(node: cst.ClassDef, legacy_of: LegacyOf, qualnames_of: QualNames) -> ClassFacts:
-    """Legacy objects and patterns a class keeps in attributes (`self._ids = IDManager()`)."""
-    found = ClassFacts()
+    """Legacy objects and patterns a class keeps in attributes (`self._ids = IDManager()`,
+    or `self._ids = ids` for a parameter annotated with a legacy class)."""
+    collector = _ClassAttrs(ClassFacts(), legacy_of, qualnames_of)
+    node.body.visit(collector)
+    return collector.found
 
-    class _Attrs(cst.CSTVisitor):
-        def visit_Assign(self, assign: cst.Assign) -> None:
-            for target in assign.targets:
-                name = _attr_name(target.target)
-                if name is None:
-                    continue
-                value = assign.value
-                if isinstance(value, cst.Call):
-                    callee = legacy_of(value.func)
-                    if callee is not None:
-                        found.legacy_attrs[name] = callee
-                    if qualnames_of(value.func) & {"re.compile", "regex.compile"}:
-                        found.regex_attrs.add(name)
 
-    node.body.visit(_Attrs())
-    return found
+class _ClassAttrs(cst.CSTVisitor):
+    def __init__(self, found: ClassFacts, legacy_of: LegacyOf, qualnames_of: QualNames) -> None:
+        super().__init__()
+        self.found = found
+        self.legacy_of = legacy_of
+        self.qualnames_of = qualnames_of
+        self.params: dict[str, str] = {}
+
+    def visit_FunctionDef(self, func: cst.FunctionDef) -> None:
+        self.params = {}
+        for param in (*func.params.params, *func.params.kwonly_params):
+            if param.annotation is not None:
+                callee = self.legacy_of(param.annotation.annotation)
+                if callee is not None:
+                    self.params[param.name.value] = callee
+
+    def visit_Assign(self, assign: cst.Assign) -> None:
+        value = assign.value
+        for target in assign.targets:
+            name = _attr_name(target.target)
+            if name is None:
+                continue
+            if isinstance(value, cst.Name) and value.value in self.params:
+                self.found.legacy_attrs[name] = self.params[value.value]
+            elif isinstance(value, cst.Call):
+                callee = self.legacy_of(value.func)
+                if callee is not None:
+                    self.found.legacy_attrs[name] = callee
+                if self.qualnames_of(value.func) & {"re.compile", "regex.compile"}:
+                    self.found.regex_attrs.add(name)
 
 
 def _attr_name(target: cst.BaseExpression) -> str | None:

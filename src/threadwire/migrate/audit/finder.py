@@ -112,7 +112,9 @@ class FileAuditor(cst.CSTVisitor):
         self.sites: list[Site] = []
         self.targets: list[FixTarget] = []
         self.imports: list[_Import] = []
-        self.resolver = Resolver(config.legacy, package, self._imported, self._instance)
+        self.resolver = Resolver(
+            config.legacy, package, self._imported, self._instance, api.aliases
+        )
         self._scopes: list[ScopeFacts] = []
         self._classes: list[ClassFacts] = []
         self._functions: list[tuple[cst.FunctionDef, list[Site]]] = []
@@ -243,7 +245,7 @@ class FileAuditor(cst.CSTVisitor):
         legacy: list[tuple[cst.ImportAlias, str]] = []
         for alias in node.names:
             name = alias.evaluated_name
-            if self.config.legacy.match(name) is not None:
+            if self.resolver.legacy_name(name) is not None:
                 bound = alias.evaluated_alias or name.split(".")[0]
                 legacy.append((alias, bound))
         if legacy:
@@ -261,7 +263,7 @@ class FileAuditor(cst.CSTVisitor):
             return
         legacy: list[tuple[cst.ImportAlias, str]] = []
         for alias in node.names:
-            if self.config.legacy.match(f"{base}.{alias.evaluated_name}") is not None:
+            if self.resolver.legacy_name(f"{base}.{alias.evaluated_name}") is not None:
                 legacy.append((alias, alias.evaluated_alias or alias.evaluated_name))
         if legacy:
             names = ", ".join(a.evaluated_name for a, _ in legacy)

@@ -3,7 +3,7 @@ not audited) to learn which of their functions map onto one threadwire.ids call.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -42,16 +42,31 @@ class Resolver:
     package: str
     lookup: Callable[[cst.CSTNode], set[str]] = field(default=lambda node: set())
     instances: Callable[[cst.BaseExpression], str | None] = field(default=lambda node: None)
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     def qualnames(self, node: cst.CSTNode) -> set[str]:
         """Qualified names `node` refers to through imports."""
         return {resolve_relative(n, self.package) for n in self.lookup(node)}
 
+    def legacy_name(self, name: str) -> str | None:
+        """`name` if it is in a legacy module, or what it stands for when another module
+        of the tree re-exports a legacy name (`from .id_manager import IDManager` in a
+        package's __init__); else None."""
+        if self.legacy.match(name) is not None:
+            return name
+        parts = name.split(".")
+        for end in range(len(parts), 1, -1):
+            head = ".".join(parts[:end])
+            if head in self.aliases:
+                return ".".join([self.aliases[head], *parts[end:]])
+        return None
+
     def legacy_of(self, node: cst.BaseExpression) -> str | None:
         """The legacy qualified name `node` refers to, if it is one."""
         for name in sorted(self.qualnames(node)):
-            if self.legacy.match(name) is not None:
-                return name
+            found = self.legacy_name(name)
+            if found is not None:
+                return found
         return self.instances(node)
 
 
@@ -94,6 +109,34 @@ class LegacyApi:
             if known.endswith("." + qualname) or qualname.endswith("." + known):
                 return mapping
         return None
+
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def add_reexports(
+        self, source: str, module: str, *, is_package: bool, config: AuditConfig
+    ) -> None:
+        """Record the legacy names a non-legacy module imports at its top level, so that
+        `from that.module import Name` elsewhere is known to be a legacy import."""
+        words = (*config.legacy.last_parts, *(n.rsplit(".", 1)[-1] for n in config.legacy.names))
+        if not any(word in source for word in words):
+            return
+        try:
+            tree = cst.parse_module(source)
+        except cst.ParserSyntaxError:
+            return
+        package = package_of(module, is_package=is_package)
+        for statement in tree.body:
+            if not isinstance(statement, cst.SimpleStatementLine):
+                continue
+            for small in statement.body:
+                if not isinstance(small, cst.ImportFrom) or isinstance(small.names, cst.ImportStar):
+                    continue
+                base = resolve_relative("." * len(small.relative) + _dotted(small.module), package)
+                for alias in small.names:
+                    full = f"{base}.{alias.evaluated_name}"
+                    if config.legacy.match(full) is not None:
+                        local = alias.evaluated_alias or alias.evaluated_name
+                        self.aliases[f"{module}.{local}"] = full
 
     def names_of(self, module: str) -> set[str]:
         """Public top-level names of a legacy module (for `from legacy import *`)."""

@@ -56,6 +56,11 @@ def audit_tree(
                 )
         else:
             audited.append(file)
+            source = _read(file, overlay)
+            if source is not None:
+                api.add_reexports(
+                    source, file.module, is_package=file.path.name == "__init__.py", config=config
+                )
     findings: list[Finding] = []
     fixed: dict[str, str] = {}
     for file in audited:
