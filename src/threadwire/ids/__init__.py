@@ -51,8 +51,9 @@ from threadwire.ids.metrics import PARSE_ERRORS_TOTAL, PARSE_TOTAL
 from threadwire.ids.migration import to_canonical
 from threadwire.ids.parsed import ParsedRunId
 
-#: The process-wide format registry, under the name the spec uses for it.
+#: The process-wide format registry, also under the names the spec's wording suggests.
 format_registry = registry
+default_registry = registry
 
 __all__ = [
     "CANONICAL",
@@ -71,6 +72,7 @@ __all__ = [
     "ParsedRunId",
     "Resolver",
     "UnifiedIDManager",
+    "default_registry",
     "extract_thread_id",
     "format_registry",
     "is_valid_thread_id",
