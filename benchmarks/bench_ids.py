@@ -6,8 +6,8 @@ Prints a Markdown table: each operation's best-of-N time per call and its ratio 
 `uuid.uuid4().hex`, then the two bars the ID module is held to (issue 2): generating
 a run ID at most 2x `uuid.uuid4().hex`, parsing a canonical run ID at most
 `uuid.UUID(str)`. Exit status 1 if a bar is missed. Every operation runs the same
-way (timeit, a fixed input, `number` calls per repeat, best repeat kept); the ID
-module keeps no parse cache, so a fixed input measures the full parse.
+way: timeit, a fixed input, `number` calls per round, rounds interleaved, best kept.
+The ID module keeps no parse cache, so a fixed input measures the full parse.
 """
 
 from __future__ import annotations
@@ -64,10 +64,18 @@ def _cases() -> list[Case]:
     ]
 
 
-def measure(call: Callable[[], object], number: int, repeat: int) -> float:
-    """Best time per call over `repeat` rounds of `number` calls, in nanoseconds."""
-    timer = timeit.Timer(call)
-    return min(timer.repeat(repeat=repeat, number=number)) / number * 1e9
+def measure(cases: list[Case], number: int, repeat: int) -> dict[str, float]:
+    """Best time per call of each case, in nanoseconds, over `repeat` rounds.
+
+    The rounds are interleaved (every case once per round), so a burst of load on a
+    shared machine hits all cases alike instead of the few that ran during it.
+    """
+    timers = {case.name: timeit.Timer(case.call) for case in cases}
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(repeat):
+        for name, timer in timers.items():
+            best[name] = min(best[name], timer.timeit(number) / number * 1e9)
+    return best
 
 
 def cpu_model() -> str:
@@ -92,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({platform.python_implementation()}); best of {repeat} x {number:,} calls"
     )
     print()
-    results: dict[str, float] = {}
-    for case in _cases():
-        results[case.name] = measure(case.call, number, repeat)
+    results = measure(_cases(), number, repeat)
     base = results["uuid.uuid4().hex"]
     print("| group | operation | ns/op | vs uuid4().hex |")
     print("| --- | --- | ---: | ---: |")
