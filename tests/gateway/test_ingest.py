@@ -7,10 +7,11 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.gateway.harness import Node
+from tests.gateway.harness import Node, node_settings, serve_app
 from tests.gateway.helpers import events_until, make_thread, recv, subscribe, ws_connect
 
-from threadwire.ids import parse_run_id
+from threadwire.config import Settings
+from threadwire.ids import parse_run_id, registry
 
 
 async def test_legacy_run_ids_reach_the_threads_subscribers(
@@ -113,3 +114,22 @@ async def test_ingested_events_reach_a_live_subscriber_once(
             ).status_code == 202
         got = [await recv(ws) for _ in range(3)]
     assert [f["event"]["seq"] for f in got] == [1, 2, 3]
+
+
+async def test_switching_legacy_formats_off_refuses_legacy_ids_with_the_id_error() -> None:
+    with registry.scoped():
+        async with serve_app(node_settings(id_formats=("canonical",))) as node:
+            async with httpx.AsyncClient(base_url=node.url) as http:
+                await make_thread(http, node, "alice", "t1")
+                body = {"run_id": "run_t1_0000abcd", "type": "agent_message"}
+                answer = await http.post("/v1/events", json=body, headers=node.service_auth())
+                assert answer.status_code == 400
+                assert answer.json()["code"] == "unknown_format"
+                run = await http.get("/v1/runs/run_t1_0000abcd", headers=node.auth("alice"))
+                assert run.status_code == 400 and run.json()["code"] == "unknown_format"
+    assert registry.is_enabled("legacy_run")
+
+
+def test_id_formats_come_from_the_environment() -> None:
+    settings = Settings.from_env({"THREADWIRE_ID_FORMATS": "canonical, legacy_run"})
+    assert settings.id_formats == ("canonical", "legacy_run")

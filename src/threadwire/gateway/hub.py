@@ -219,9 +219,10 @@ class Hub:
         self.buffer_limit = max(1, buffer_limit)
         self._rooms: dict[str, _Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run a catch-up or cleanup task that `close()` will cancel."""
+        """Run a catch-up task that `close()` will cancel."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -263,10 +264,14 @@ class Hub:
         if not room.subs and room.ready.is_set():
             del self._rooms[sub.thread_id]
             if room.failed is None:
-                self.spawn(self._unsubscribe_bus(sub.thread_id, room))
+                task = asyncio.get_running_loop().create_task(
+                    self._unsubscribe_bus(sub.thread_id, room)
+                )
+                self._cleanups.add(task)
+                task.add_done_callback(self._cleanups.discard)
 
     async def close(self) -> None:
-        """Cancel every catch-up and wait for background bus calls."""
+        """Cancel every catch-up; let pending bus unsubscribes finish."""
         for room in self._rooms.values():
             for sub in tuple(room.subs):
                 sub.close()
@@ -274,7 +279,7 @@ class Hub:
         tasks = tuple(self._tasks)
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, *self._cleanups, return_exceptions=True)
 
     @property
     def thread_count(self) -> int:
