@@ -237,9 +237,10 @@ def test_replace_swaps_a_format_in_place(reg: FormatRegistry) -> None:
         ("", "x", "non-empty name"),  # a format needs a name
         (7, "x", "non-empty name"),  # and the name is text
         ("bad", r"(?P<thread>a)(?P<other>b)", "not other"),  # only thread, ts and rand
+        ("bytes", re.compile(rb"(?P<thread>a)"), "not bytes"),  # IDs are text
     ],
 )
-def test_id_format_checks_its_definition(name: object, regex: str, message: str) -> None:
+def test_id_format_checks_its_definition(name: object, regex: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         IdFormat(name, regex)  # type: ignore[arg-type]
 

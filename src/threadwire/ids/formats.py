@@ -64,6 +64,8 @@ class IdFormat:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"a format needs a non-empty name, got {self.name!r}")
         pattern = self.regex if isinstance(self.regex, re.Pattern) else re.compile(self.regex)
+        if not isinstance(pattern.pattern, str):  # a bytes pattern would fail on every parse
+            raise ValueError(f"format {self.name!r}: the regex must be text, not bytes")
         unknown = set(pattern.groupindex) - {"thread", "ts", "rand"}
         if unknown:
             raise ValueError(
