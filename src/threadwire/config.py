@@ -64,17 +64,26 @@ class Settings:
         return replace(self, **changes)
 
     def resolve_jwt_secret(self) -> str:
-        """The HS256 secret: configured, or created once in `secret_file` (mode 0600)."""
+        """The HS256 secret: configured, or created once in `secret_file` (mode 0600).
+
+        The file appears whole or not at all (written aside, then hard-linked into
+        place), so a `serve` and a `token` started together agree on one secret.
+        """
         if self.jwt_secret:
             return self.jwt_secret
         path = Path(self.secret_file)
-        if path.exists():
-            return path.read_text().strip()
-        secret = secrets.token_urlsafe(48)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(secret + "\n")
-        return secret
+        if not path.exists():
+            draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(secrets.token_urlsafe(48) + "\n")
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                pass  # another process won the race: use its secret
+            finally:
+                draft.unlink()
+        return path.read_text().strip()
 
 
 _INTS = {
