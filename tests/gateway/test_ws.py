@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -315,3 +316,25 @@ async def test_closed_connection_releases_its_subscriptions(
         await send(again, {"op": "ping"})
         await recv(again)
     assert node.gateway.hub.thread_count == 0
+
+
+async def test_subscribing_before_pruned_events_answers_gone_with_first_seq(
+    node: Node, http: httpx.AsyncClient
+) -> None:
+    await make_thread(http, node, "alice", "t1")
+    started = await http.post(
+        "/v1/threads/t1/runs",
+        json={"agent": "demo", "input": {"prompt": "p", "steps": 2, "delay_ms": 0}},
+        headers=node.auth("alice"),
+    )
+    await node.gateway.supervisor.wait(started.json()["run_id"], timeout=10)
+    await node.gateway.store.prune(timedelta(0))
+    thread = await node.gateway.store.get_thread("t1")
+    assert thread is not None and thread.low_seq > 0
+    async with ws_connect(node, "alice") as ws:
+        await send(ws, {"op": "subscribe", "thread_id": "t1", "after_seq": 0})
+        answer = await recv(ws)
+        assert answer["type"] == "error" and answer["code"] == "gone"
+        assert answer["thread_id"] == "t1" and answer["first_seq"] == thread.low_seq + 1
+        resumed = await subscribe(ws, "t1", after_seq=thread.low_seq)
+        assert seqs(await events_until(ws, resumed["head_seq"]))[0] == thread.low_seq + 1
