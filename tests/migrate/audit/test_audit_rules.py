@@ -246,3 +246,28 @@ def test_legacy_names_re_exported_by_a_package_and_injected_objects(tmp_path: Pa
         ("svc/agent.py", 9, "legacy_call"),
         ("svc/ids/__init__.py", 1, "legacy_import"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("generator", "fixable"),
+    [
+        # run_{thread}_{ms}_{rand8} reads as legacy_run with thread "t_123" in threadwire.ids.
+        ('f"run_{thread_id}_{int(time.time() * 1000)}_{uuid.uuid4().hex[:8]}"', False),
+        ('f"thread_{thread_id}_run_{int(time.time() * 1000)}_{uuid.uuid4().hex[:8]}"', True),
+    ],
+)
+def test_extractors_stay_while_code_makes_ids_with_a_timestamp_after_the_thread(
+    tmp_path: Path, generator: str, fixable: bool
+) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "app/__init__.py": "",
+            "app/id_manager.py": (
+                f"import time\nimport uuid\n\n\ndef new_run(thread_id):\n    return {generator}\n"
+            ),
+            "app/router.py": "def route(run_id):\n    thread_id = run_id.split('_')[1]\n",
+        },
+    )
+    (finding,) = audit_tree(tmp_path, load_config(tmp_path)).result.findings
+    assert finding.fixable is fixable

@@ -39,6 +39,7 @@ from threadwire.migrate.audit.shapes import (
     FunctionMapping,
     body_statements,
     classify_function,
+    legacy_ts_shaped,
     only_uses,
     run_maker,
     split_extraction,
@@ -83,6 +84,7 @@ class FixTarget:
     node: cst.CSTNode
     replacement: cst.CSTNode
     kept: tuple[cst.CSTNode, ...] = ()
+    extract: bool = False  # reads a thread out of a run ID (see legacy_ts_shaped)
 
 
 @dataclass
@@ -123,6 +125,7 @@ class FileAuditor(cst.CSTVisitor):
         self._in_class_body: list[bool] = []
         self._mappings: dict[cst.FunctionDef, FunctionMapping | None] = {}
         self.positions: dict[cst.CSTNode, CodeRange] = {}
+        self.ts_shaped = False
 
     # -- metadata helpers -------------------------------------------------------------
     def _imported(self, node: cst.CSTNode) -> set[str]:
@@ -235,7 +238,9 @@ class FileAuditor(cst.CSTVisitor):
         call = self._call(mapping.target, cst.Name(mapping.param))
         ret = cst.SimpleStatementLine(body=[cst.Return(value=call)])
         kept = tuple(body.body[:1]) if has_doc else ()
-        self.targets.append(FixTarget(body, body.with_changes(body=[*kept, ret]), kept))
+        self.targets.append(
+            FixTarget(body, body.with_changes(body=[*kept, ret]), kept, extract=True)
+        )
         suggestion = f"return {self.alias}.{mapping.target}({mapping.param})"
         for site in sites:
             site.suggestion = suggestion
@@ -363,7 +368,8 @@ class FileAuditor(cst.CSTVisitor):
                 )
         if replacement is not None:
             kept = tuple(a.value for a in node.args)
-            self.targets.append(FixTarget(node, replacement, kept))
+            extract = mapping.target in {"extract_thread_id", "try_extract_thread_id"}
+            self.targets.append(FixTarget(node, replacement, kept, extract=extract))
             site.message = f"calls the legacy {callee}(); use threadwire.ids.{mapping.target}()"
             site.suggestion = _RENDER.code_for_node(replacement)
 
@@ -414,10 +420,15 @@ class FileAuditor(cst.CSTVisitor):
         ):
             call = self._call("try_extract_thread_id", subject)
             return FixTarget(
-                parent, call.with_changes(lpar=parent.lpar, rpar=parent.rpar), (subject,)
+                parent,
+                call.with_changes(lpar=parent.lpar, rpar=parent.rpar),
+                (subject,),
+                extract=True,
             )
         call = self._call("extract_thread_id", subject)
-        return FixTarget(outer, call.with_changes(lpar=outer.lpar, rpar=outer.rpar), (subject,))
+        return FixTarget(
+            outer, call.with_changes(lpar=outer.lpar, rpar=outer.rpar), (subject,), extract=True
+        )
 
     def _climb(self, node: cst.CSTNode) -> cst.CSTNode:
         current = node
@@ -527,6 +538,7 @@ class FileAuditor(cst.CSTVisitor):
         if template is None:
             return
         self._consumed.update(id(n) for n in template.consumed)
+        self.ts_shaped |= legacy_ts_shaped(template, env)
         kinds = [piece_kind(p.expr, env, p.spec) for p in template.pieces]
         id_pieces = [k for k in kinds if k in ID_PIECES]
         if id_pieces and all(k == "parsed" for k in id_pieces):

@@ -30,10 +30,14 @@ class FileAudit:
 
     findings: list[Finding]
     fixed: str | None = None
+    ts_shaped: bool = False
 
 
-def audit_source(source: str, file: SourceFile, config: AuditConfig, api: LegacyApi) -> FileAudit:
-    """Audit one module's text; a file that does not parse is one `parse_error` finding."""
+def audit_source(
+    source: str, file: SourceFile, config: AuditConfig, api: LegacyApi, *, extract: bool = True
+) -> FileAudit:
+    """Audit one module's text; a file that does not parse is one `parse_error` finding.
+    With `extract` off, thread extraction is reported but not rewritten."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
@@ -51,6 +55,8 @@ def audit_source(source: str, file: SourceFile, config: AuditConfig, api: Legacy
     except RecursionError:
         return FileAudit([parse_error_finding(file, 1, 0, "too deeply nested to analyse")])
     parents = wrapper.resolve(ParentNodeProvider)
+    if not extract:
+        auditor.targets = [t for t in auditor.targets if not t.extract]
 
     def ancestors(node: cst.CSTNode) -> list[cst.CSTNode]:
         chain = [node]
@@ -86,9 +92,9 @@ def audit_source(source: str, file: SourceFile, config: AuditConfig, api: Legacy
             drop[item.node] = indexes
     findings = _findings(file, auditor, _dedupe(auditor.sites))
     if not may_fix or not outer:
-        return FileAudit(findings)
+        return FileAudit(findings, ts_shaped=auditor.ts_shaped)
     fixed = _apply(module, outer, drop, auditor.alias, imported=imported)
-    return FileAudit(findings, fixed if fixed != source else None)
+    return FileAudit(findings, fixed if fixed != source else None, auditor.ts_shaped)
 
 
 def _removal_index(

@@ -10,8 +10,9 @@ import libcst as cst
 from libcst.metadata import MetadataWrapper, QualifiedNameProvider, QualifiedNameSource
 
 from threadwire.migrate.audit.config import AuditConfig, LegacyModules
+from threadwire.migrate.audit.exprs import template_of
 from threadwire.migrate.audit.facts import ScopeFacts, collect
-from threadwire.migrate.audit.shapes import FunctionMapping, classify_function
+from threadwire.migrate.audit.shapes import FunctionMapping, classify_function, legacy_ts_shaped
 
 
 def package_of(module: str, *, is_package: bool) -> str:
@@ -111,6 +112,7 @@ class LegacyApi:
         return None
 
     aliases: dict[str, str] = field(default_factory=dict)
+    ts_shaped: bool = False
 
     def add_reexports(
         self, source: str, module: str, *, is_package: bool, config: AuditConfig
@@ -207,6 +209,17 @@ class LegacyApi:
         mapping = classify_function(func, facts, is_method=is_method)
         if mapping is not None:
             self.mappings[qual] = mapping
+        api = self
+
+        class _Templates(cst.CSTVisitor):
+            def on_visit(self, node: cst.CSTNode) -> bool:
+                if isinstance(node, cst.BaseExpression):
+                    template = template_of(node, facts)
+                    if template is not None and legacy_ts_shaped(template, facts):
+                        api.ts_shaped = True
+                return True
+
+        func.body.visit(_Templates())
 
 
 def _dotted(node: cst.BaseExpression | None) -> str:

@@ -61,19 +61,41 @@ def audit_tree(
                 api.add_reexports(
                     source, file.module, is_package=file.path.name == "__init__.py", config=config
                 )
-    findings: list[Finding] = []
-    fixed: dict[str, str] = {}
+    audit = _audit_files(audited, overlay, config, api, extract=not api.ts_shaped)
+    if audit.ts_shaped and not api.ts_shaped:
+        # Code makes run_{thread}_{digits}_{rand8} IDs: keep extractors as they are.
+        audit = _audit_files(audited, overlay, config, api, extract=False)
+    return TreeAudit(AuditResult(tuple(audit.findings), len(audited)), audit.fixed)
+
+
+@dataclass
+class _Pass:
+    findings: list[Finding] = field(default_factory=list)
+    fixed: dict[str, str] = field(default_factory=dict)
+    ts_shaped: bool = False
+
+
+def _audit_files(
+    audited: list[SourceFile],
+    overlay: Mapping[str, str],
+    config: AuditConfig,
+    api: LegacyApi,
+    *,
+    extract: bool,
+) -> _Pass:
+    result = _Pass()
     for file in audited:
         source = _read(file, overlay)
         if source is None:
-            findings.append(parse_error_finding(file, 1, 0, "not readable as UTF-8 text"))
+            result.findings.append(parse_error_finding(file, 1, 0, "not readable as UTF-8 text"))
             continue
-        outcome = audit_source(source, file, config, api)
-        findings.extend(outcome.findings)
+        outcome = audit_source(source, file, config, api, extract=extract)
+        result.findings.extend(outcome.findings)
+        result.ts_shaped |= outcome.ts_shaped
         if outcome.fixed is not None:
-            fixed[file.relpath] = outcome.fixed
-    findings.sort(key=lambda f: (f.path, f.line, f.column, f.kind))
-    return TreeAudit(AuditResult(tuple(findings), len(audited)), fixed)
+            result.fixed[file.relpath] = outcome.fixed
+    result.findings.sort(key=lambda f: (f.path, f.line, f.column, f.kind))
+    return result
 
 
 @dataclass

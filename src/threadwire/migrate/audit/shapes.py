@@ -79,6 +79,19 @@ def run_maker(template: Template, env: Env, sink: Role | None = None) -> cst.Bas
     return None
 
 
+def legacy_ts_shaped(template: Template, env: Env) -> bool:
+    """Whether `template` may make `run_{thread}_{digits}_{rand8}` IDs: a thread-ish part, a
+    timestamp and a random part with no `_run_` between them. threadwire.ids reads such IDs
+    as `legacy_run` (thread `abc_12345`) unless `legacy_run_ts` is enabled, so while code
+    makes them, rewriting a thread extractor would change what it returns."""
+    literals = "".join(p.text for p in template.parts if p.text is not None)
+    if "_run_" in literals or template.lead.startswith("thread_"):
+        return False
+    kinds = [piece_kind(p.expr, env, p.spec) for p in template.pieces]
+    others = [k for k in kinds if k not in {"random", "timestamp"}]
+    return "timestamp" in kinds and "random" in kinds and bool(others)
+
+
 def thread_maker(template: Template, env: Env, sink: Role | None = None) -> bool:
     """Whether `template` makes a fresh thread ID from random/timestamp parts alone."""
     pieces = template.pieces
