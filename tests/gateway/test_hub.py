@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from threadwire.bus.base import Listener
+from threadwire.bus.link import LinkListener, LinkState
 from threadwire.events import Event, NewEvent, utcnow
 from threadwire.gateway.hub import Hub, Subscription, Wire
 from threadwire.ids import new_event_id, new_run_id
@@ -130,3 +131,48 @@ async def test_releasing_the_last_subscriber_unsubscribes_from_the_bus() -> None
     assert hub.thread_count == 0
     await hub.close()
     assert bus.listeners["t1"] == []
+
+
+class FlakyLinkBus(UnreliableBus):
+    """A bus whose link drops: nothing is announced while down (SupportsLink)."""
+
+    def __init__(self) -> None:
+        super().__init__(random.Random(0))
+        self.rng.random = lambda: 0.9  # type: ignore[method-assign]
+        self.link = LinkState(True, 1)
+        self.link_listeners: list[LinkListener] = []
+
+    def add_link_listener(self, listener: LinkListener) -> None:
+        self.link_listeners.append(listener)
+
+    def remove_link_listener(self, listener: LinkListener) -> None:
+        self.link_listeners.remove(listener)
+
+    def set_link(self, connected: bool) -> None:
+        self.link = LinkState(connected, self.link.generation + int(connected))
+        for listener in tuple(self.link_listeners):
+            listener(self.link)
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        if self.link.connected:
+            await super().publish(events)
+
+
+async def test_events_missed_while_the_bus_link_was_down_are_back_filled_on_reconnect() -> None:
+    store = MemoryStore()
+    bus = FlakyLinkBus()
+    await store.create_thread("t1", "alice")
+    coordinator = Coordinator(store, bus)
+    hub = Hub(store, bus)
+    sink = CollectingSink()
+    (await hub.subscribe("t1", sink, 0)).start()
+    await _emit(coordinator, "t1", 3)
+    await sink.wait_for(3)
+    bus.set_link(False)
+    await _emit(coordinator, "t1", 4)  # the run's tail, announced to nobody
+    assert sink.seqs == [1, 2, 3]
+    bus.set_link(True)  # no later event will come: the hub must look by itself
+    await asyncio.wait_for(sink.wait_for(7), 10)
+    assert sink.seqs == list(range(1, 8))
+    await hub.close()
+    assert bus.link_listeners == []

@@ -18,6 +18,7 @@ from collections.abc import Coroutine
 from typing import Any, Final, Protocol
 
 from threadwire.bus.base import Bus
+from threadwire.bus.link import LinkState, SupportsLink
 from threadwire.events import Event
 from threadwire.gateway import metrics
 from threadwire.store.base import Store
@@ -95,6 +96,7 @@ class Subscription:
         self._max_seen = 0
         self._first_page: list[Event] = []
         self._task: asyncio.Task[None] | None = None
+        self._recheck = False
 
     @property
     def live(self) -> bool:
@@ -125,6 +127,16 @@ class Subscription:
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
         self._task = None
+
+    def backfill(self) -> None:
+        """Announcements may have been missed (the bus link came back): read the store
+        from the last seq delivered before trusting the live stream again."""
+        if self._state is _State.LIVE:
+            metrics.backfills.inc()
+            self._state = _State.CATCHING_UP
+            self._task = self.hub.spawn(self._catch_up([], full=True))
+        elif self._state is _State.CATCHING_UP:
+            self._recheck = True
 
     def on_live(self, wire: Wire) -> None:
         """A live event of the thread (called by the room, must not block)."""
@@ -164,7 +176,7 @@ class Subscription:
                     self.last_seq = event.seq
                 if not await self._drain_buffer():
                     return
-                if not full and self._max_seen <= self.last_seq:
+                if not full and not self._recheck and self._max_seen <= self.last_seq:
                     # No await since the buffer check: nothing can slip in between.
                     self._buffer.clear()
                     self._state = _State.LIVE
@@ -220,6 +232,19 @@ class Hub:
         self._rooms: dict[str, _Room] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._cleanups: set[asyncio.Task[None]] = set()
+        self._generation = bus.link.generation if isinstance(bus, SupportsLink) else 0
+        if isinstance(bus, SupportsLink):
+            bus.add_link_listener(self._on_link)
+
+    def _on_link(self, state: LinkState) -> None:
+        """A bus link that came back up may have missed events: back-fill everyone."""
+        if not state.connected or state.generation == self._generation:
+            return
+        self._generation = state.generation
+        logger.info("bus link is up again: back-filling %d threads", len(self._rooms))
+        for room in self._rooms.values():
+            for sub in tuple(room.subs):
+                sub.backfill()
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         """Run a catch-up task that `close()` will cancel."""
@@ -272,6 +297,8 @@ class Hub:
 
     async def close(self) -> None:
         """Cancel every catch-up; let pending bus unsubscribes finish."""
+        if isinstance(self.bus, SupportsLink):
+            self.bus.remove_link_listener(self._on_link)
         for room in self._rooms.values():
             for sub in tuple(room.subs):
                 sub.close()
