@@ -37,6 +37,17 @@ def test_parsed_id_is_hashable_and_equal_by_its_fields() -> None:
     assert not (first != second)
 
 
+def test_parsed_id_round_trips_through_its_dict() -> None:
+    for raw in (CANONICAL, "run_user_42_7f3a9c01", "0b7e3c2a9f1d4e5b8a6c2d4f6e8a0c1e"):
+        parsed = parse_run_id(raw)
+        assert ParsedRunId(**parsed.to_dict()) == parsed
+    minimal = ParsedRunId("run_abc_0badf00d", "legacy_run", "abc", rand="0badf00d")
+    assert minimal == parse_run_id("run_abc_0badf00d")
+    assert ParsedRunId(CANONICAL, "canonical", "user_42", 1764021712123, "7f3a9c01").is_canonical
+    with pytest.raises(ValueError, match="disagrees"):
+        ParsedRunId(CANONICAL, "canonical", "user_42", 5, "7f3a9c01", True, datetime.now(UTC))
+
+
 def test_parsed_id_fields_of_each_shape() -> None:
     legacy = parse_run_id("run_user_42_7f3a9c01")
     assert legacy.to_dict() == {

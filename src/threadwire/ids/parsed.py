@@ -73,13 +73,25 @@ class ParsedRunId(tuple[str, str, str | None, str | None, str | None, bool]):
         cls,
         raw: str,
         format: str,
-        thread_id: str | None,
-        timestamp_ms: int | None,
-        rand: str | None,
-        is_canonical: bool,
+        thread_id: str | None = None,
+        timestamp_ms: int | None = None,
+        rand: str | None = None,
+        is_canonical: bool | None = None,
+        created_at: datetime | None = None,
     ) -> ParsedRunId:
+        """Build a value from its fields; `ParsedRunId(**p.to_dict()) == p`.
+
+        `is_canonical` defaults to `format == "canonical"`. `created_at` is derived from
+        `timestamp_ms`; it is accepted so that `to_dict()` round-trips, and must agree.
+        """
         digits = None if timestamp_ms is None else str(int(timestamp_ms))
-        return tuple.__new__(cls, (raw, format, thread_id, digits, rand, bool(is_canonical)))
+        canonical = format == "canonical" if is_canonical is None else bool(is_canonical)
+        value = tuple.__new__(cls, (raw, format, thread_id, digits, rand, canonical))
+        if created_at is not None and created_at != value.created_at:
+            raise ValueError(
+                f"created_at {created_at!r} disagrees with timestamp_ms {timestamp_ms!r}"
+            )
+        return value
 
     @classmethod
     def parse(
