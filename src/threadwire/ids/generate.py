@@ -114,7 +114,8 @@ def _after_fork() -> None:
     _ulid_time_ms = -1
 
 
-os.register_at_fork(after_in_child=_after_fork)
+# Windows has no fork, and no register_at_fork either.
+getattr(os, "register_at_fork", lambda **hooks: None)(after_in_child=_after_fork)
 
 
 def new_thread_id() -> str:
