@@ -176,3 +176,22 @@ async def test_events_missed_while_the_bus_link_was_down_are_back_filled_on_reco
     assert sink.seqs == list(range(1, 8))
     await hub.close()
     assert bus.link_listeners == []
+
+
+async def test_a_link_flap_before_start_is_caught_up_too() -> None:
+    store = MemoryStore()
+    bus = FlakyLinkBus()
+    await store.create_thread("t1", "alice")
+    coordinator = Coordinator(store, bus)
+    hub = Hub(store, bus)
+    sink = CollectingSink()
+    pending = await hub.subscribe("t1", sink, None)
+    bus.set_link(False)
+    await _emit(coordinator, "t1", 2)
+    bus.set_link(True)
+    pending.start()
+    await asyncio.wait_for(sink.wait_for(2), 10)
+    await _emit(coordinator, "t1", 1)
+    await asyncio.wait_for(sink.wait_for(3), 10)
+    assert sink.seqs == [1, 2, 3] and pending.live
+    await hub.close()

@@ -113,7 +113,7 @@ class Subscription:
         if self._state is not _State.PENDING:
             return
         page, self._first_page = self._first_page, []
-        if not page and self._max_seen <= self.last_seq:
+        if not page and not self._recheck and self._max_seen <= self.last_seq:
             self._buffer.clear()
             self._state = _State.LIVE
             return
@@ -135,7 +135,7 @@ class Subscription:
             metrics.backfills.inc()
             self._state = _State.CATCHING_UP
             self._task = self.hub.spawn(self._catch_up([], full=True))
-        elif self._state is _State.CATCHING_UP:
+        elif self._state is not _State.CLOSED:
             self._recheck = True
 
     def on_live(self, wire: Wire) -> None:
@@ -181,6 +181,7 @@ class Subscription:
                     self._buffer.clear()
                     self._state = _State.LIVE
                     return
+                self._recheck = False
                 page = await store.read_events(self.thread_id, after_seq=self.last_seq, limit=PAGE)
                 full = len(page) >= PAGE
         except asyncio.CancelledError:
