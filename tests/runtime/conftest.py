@@ -4,6 +4,7 @@ event it let through, so each test can also check that every run ID was canonica
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,13 +13,13 @@ from threadwire.bus.memory import MemoryBus
 from threadwire.events import Event, NewEvent
 from threadwire.ids import parse_run_id
 from threadwire.runtime import AgentRegistry, Coordinator, Supervisor
-from threadwire.store.memory import MemoryStore
+from threadwire.store import Store, create_store
 
 
 class RecordingCoordinator(Coordinator):
     """The real Coordinator, keeping a copy of every stored event in emit order."""
 
-    def __init__(self, store: MemoryStore, bus: MemoryBus) -> None:
+    def __init__(self, store: Store, bus: MemoryBus) -> None:
         super().__init__(store, bus)
         self.emitted: list[Event] = []
 
@@ -36,13 +37,20 @@ class RecordingCoordinator(Coordinator):
         return [e.type for e in self.of_run(run_id)]
 
 
-@pytest.fixture
-def store() -> MemoryStore:
-    return MemoryStore()
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh store of each embedded backend: the runtime must hold on every one."""
+    url = "memory://" if request.param == "memory" else f"sqlite:///{tmp_path / 'rt.db'}"
+    opened = create_store(url)
+    await opened.open()
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 @pytest.fixture
-async def coordinator(store: MemoryStore) -> AsyncIterator[RecordingCoordinator]:
+async def coordinator(store: Store) -> AsyncIterator[RecordingCoordinator]:
     bus = MemoryBus()
     coordinator = RecordingCoordinator(store, bus)
     yield coordinator
@@ -60,7 +68,7 @@ SupervisorFactory = Callable[..., Supervisor]
 
 @pytest.fixture
 async def make_supervisor(
-    store: MemoryStore, coordinator: RecordingCoordinator, registry: AgentRegistry
+    store: Store, coordinator: RecordingCoordinator, registry: AgentRegistry
 ) -> AsyncIterator[SupervisorFactory]:
     """Supervisors over the shared store; each is shut down after the test."""
     made: list[Supervisor] = []
@@ -76,6 +84,6 @@ async def make_supervisor(
 
 
 @pytest.fixture
-async def thread_id(store: MemoryStore) -> str:
+async def thread_id(store: Store) -> str:
     await store.create_thread("thread_abc_123", "alice")
     return "thread_abc_123"

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from prometheus_client import REGISTRY
 
-from threadwire.events import Event
+from threadwire.events import Event, NewEvent
 from threadwire.ids import format_registry, new_run_id, parse_run_id
-from threadwire.runtime import IngestError, Ingestor
+from threadwire.runtime import Coordinator, IngestError, Ingestor
 from threadwire.runtime.metrics import INGEST_REFUSALS_TOTAL
-from threadwire.store.memory import MemoryStore
+from threadwire.store import Store
 
 from .conftest import RecordingCoordinator, SupervisorFactory
 from .helpers import WAIT
@@ -21,7 +22,7 @@ UUID = "0b7e4a52-8f7e-4c7b-9a51-3f7cde5a1b2c"
 
 
 @pytest.fixture
-async def ingestor(store: MemoryStore, coordinator: RecordingCoordinator) -> Ingestor:
+async def ingestor(store: Store, coordinator: RecordingCoordinator) -> Ingestor:
     await store.create_thread("user_42", "alice")
     return Ingestor(store, coordinator)
 
@@ -37,7 +38,7 @@ async def refused(ingestor: Ingestor, events: list[dict[str, Any]], **kw: Any) -
 
 
 async def test_canonical_run_id_of_a_new_run_is_stored_and_the_run_recorded(
-    ingestor: Ingestor, store: MemoryStore
+    ingestor: Ingestor, store: Store
 ) -> None:
     run_id = new_run_id("user_42")
     stored = await ingestor.ingest(
@@ -57,7 +58,7 @@ async def test_canonical_run_id_of_a_new_run_is_stored_and_the_run_recorded(
 
 
 async def test_legacy_run_id_is_canonicalised_and_kept_under_legacy_run_id(
-    ingestor: Ingestor, store: MemoryStore
+    ingestor: Ingestor, store: Store
 ) -> None:
     legacy = "run_user_42_7f3a9c01"
     first = await ingestor.ingest([{"run_id": legacy, "type": "agent_message", "data": {}}])
@@ -74,7 +75,7 @@ async def test_legacy_run_id_is_canonicalised_and_kept_under_legacy_run_id(
 
 
 async def test_thread_id_that_disagrees_with_the_run_is_a_409_thread_mismatch(
-    ingestor: Ingestor, store: MemoryStore
+    ingestor: Ingestor, store: Store
 ) -> None:
     await store.create_thread("other", "alice")
     before = refusals("thread_mismatch")
@@ -97,7 +98,7 @@ async def test_a_missing_thread_is_a_404_not_found(ingestor: Ingestor) -> None:
 
 
 async def test_bare_uuid_is_unknown_until_an_event_names_its_thread(
-    ingestor: Ingestor, store: MemoryStore
+    ingestor: Ingestor, store: Store
 ) -> None:
     error = await refused(ingestor, [{"run_id": UUID, "type": "agent_message"}])
     assert (error.status, error.code, error.index) == (404, "unknown_run", 0)
@@ -146,7 +147,7 @@ async def test_run_ids_that_do_not_parse_are_a_400_with_the_id_code(
     ],
 )
 async def test_bad_type_or_data_is_a_422_invalid_event_and_nothing_is_stored(
-    ingestor: Ingestor, store: MemoryStore, bad: Any
+    ingestor: Ingestor, store: Store, bad: Any
 ) -> None:
     run_id = new_run_id("user_42")
     if isinstance(bad, dict) and bad.get("run_id") == "R":
@@ -167,7 +168,7 @@ async def test_a_bad_request_shape_is_a_422_invalid_request(ingestor: Ingestor) 
 
 
 async def test_a_retry_with_the_same_idempotency_key_stores_nothing_new(
-    ingestor: Ingestor, store: MemoryStore
+    ingestor: Ingestor, store: Store
 ) -> None:
     batch = [{"run_id": "run_user_42_00c0ffee", "type": "agent_message", "data": {"text": "a"}}]
     first = await ingestor.ingest(batch, idempotency_key="worker-7:42")
@@ -178,7 +179,7 @@ async def test_a_retry_with_the_same_idempotency_key_stores_nothing_new(
 
 async def test_ingested_events_reach_subscribers_and_terminal_events_finish_the_run(
     ingestor: Ingestor,
-    store: MemoryStore,
+    store: Store,
     coordinator: RecordingCoordinator,
     make_supervisor: SupervisorFactory,
 ) -> None:
@@ -212,7 +213,7 @@ async def test_ingested_events_reach_subscribers_and_terminal_events_finish_the_
 
 
 async def test_an_ambiguous_legacy_id_is_settled_by_thread_id_or_by_which_thread_exists(
-    ingestor: Ingestor, store: MemoryStore
+    ingestor: Ingestor, store: Store
 ) -> None:
     with format_registry.scoped():
         format_registry.enable("legacy_run_ts")
@@ -240,3 +241,47 @@ async def test_concurrent_batches_naming_one_new_legacy_id_agree_on_its_canonica
         *(ingestor.ingest([{"run_id": legacy, "type": "x"}]) for _ in range(10))
     )
     assert len({b[0].run_id for b in batches}) == 1
+
+
+async def test_an_external_run_is_finished_before_its_terminal_event_is_published(
+    store: Store, coordinator: RecordingCoordinator
+) -> None:
+    await store.create_thread("user_42", "alice")
+    seen: list[str | None] = []
+
+    class Checking(Coordinator):
+        async def emit(
+            self, events: Sequence[NewEvent], *, idempotency_key: str | None = None
+        ) -> list[Event]:
+            for event in events:
+                if event.type == "agent_completed":
+                    run = await self.store.get_run(event.run_id)
+                    seen.append(run.status if run else None)
+            return await super().emit(events, idempotency_key=idempotency_key)
+
+    ingestor = Ingestor(store, Checking(store, coordinator.bus))
+    legacy = "run_user_42_abcdef01"
+    await ingestor.ingest([{"run_id": legacy, "type": "agent_started"}])
+    await ingestor.ingest([{"run_id": legacy, "type": "agent_completed", "data": {"result": 1}}])
+    assert seen == ["completed"]
+
+
+async def test_a_batch_that_cannot_be_stored_leaves_the_run_unfinished(
+    store: Store, coordinator: RecordingCoordinator
+) -> None:
+    await store.create_thread("user_42", "alice")
+
+    class Failing(Coordinator):
+        async def emit(
+            self, events: Sequence[NewEvent], *, idempotency_key: str | None = None
+        ) -> list[Event]:
+            raise OSError("the database went away")
+
+    run_id = new_run_id("user_42")
+    await Ingestor(store, coordinator).ingest([{"run_id": run_id, "type": "agent_started"}])
+    with pytest.raises(OSError):
+        await Ingestor(store, Failing(store, coordinator.bus)).ingest(
+            [{"run_id": run_id, "type": "agent_error", "data": {"code": "x"}}]
+        )
+    run = await store.get_run(run_id)
+    assert run is not None and run.status == "running" and run.error is None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from threadwire.events import TERMINAL_TYPES, Event
 from threadwire.runtime import AgentRegistry
-from threadwire.store.memory import MemoryStore
+from threadwire.store import Store
 
 from .conftest import RecordingCoordinator, SupervisorFactory
 from .helpers import WAIT, Gate, assert_run_life
@@ -66,7 +66,7 @@ async def test_per_user_limit_holds_without_holding_up_other_users(
     make_supervisor: SupervisorFactory,
     registry: AgentRegistry,
     coordinator: RecordingCoordinator,
-    store: MemoryStore,
+    store: Store,
     thread_id: str,
 ) -> None:
     gate = Gate()
@@ -103,7 +103,7 @@ async def test_many_concurrent_real_runs_never_exceed_the_limits(
     make_supervisor: SupervisorFactory,
     registry: AgentRegistry,
     coordinator: RecordingCoordinator,
-    store: MemoryStore,
+    store: Store,
 ) -> None:
     from threadwire.runtime.agents.demo import demo
 

@@ -22,8 +22,8 @@ from threadwire.runtime import (
 )
 from threadwire.runtime.agents.demo import demo
 from threadwire.runtime.context import new_event
+from threadwire.store import Store
 from threadwire.store.base import NotFound, RunRecord
-from threadwire.store.memory import MemoryStore
 
 from .conftest import RecordingCoordinator, SupervisorFactory
 from .helpers import WAIT, Gate, assert_run_life
@@ -33,7 +33,7 @@ async def test_demo_run_events_come_out_in_order_with_one_terminal_event(
     make_supervisor: SupervisorFactory,
     registry: AgentRegistry,
     coordinator: RecordingCoordinator,
-    store: MemoryStore,
+    store: Store,
     thread_id: str,
 ) -> None:
     registry.register("demo", demo)
@@ -243,7 +243,7 @@ async def test_unknown_agent_and_invalid_input_create_nothing(
     make_supervisor: SupervisorFactory,
     registry: AgentRegistry,
     coordinator: RecordingCoordinator,
-    store: MemoryStore,
+    store: Store,
     thread_id: str,
 ) -> None:
     registry.register("demo", demo)
@@ -343,7 +343,7 @@ async def test_shutdown_lets_runs_finish_within_grace_then_cancels_the_rest(
     make_supervisor: SupervisorFactory,
     registry: AgentRegistry,
     coordinator: RecordingCoordinator,
-    store: MemoryStore,
+    store: Store,
     thread_id: str,
 ) -> None:
     gate = Gate()
@@ -413,7 +413,7 @@ async def test_an_agent_that_ignores_cancellation_still_gets_one_terminal_event(
 async def test_start_ends_runs_a_previous_process_left_unfinished(
     make_supervisor: SupervisorFactory,
     coordinator: RecordingCoordinator,
-    store: MemoryStore,
+    store: Store,
     thread_id: str,
 ) -> None:
     # What a process of node n1 that died mid-run leaves behind.
@@ -442,7 +442,7 @@ async def test_start_ends_runs_a_previous_process_left_unfinished(
 
 
 async def test_from_settings_takes_the_limits_and_node_id(
-    store: MemoryStore, coordinator: RecordingCoordinator, registry: AgentRegistry
+    store: Store, coordinator: RecordingCoordinator, registry: AgentRegistry
 ) -> None:
     settings = Settings(
         max_concurrent_runs=3, max_runs_per_user=2, run_timeout=9.5, node_id="node-7"

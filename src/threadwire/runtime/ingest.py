@@ -114,9 +114,22 @@ class Ingestor:
             batch.append(
                 NewEvent(new_event_id(), target.thread_id, target.run_id, type_, utcnow(), data)
             )
-        stored = await self.coordinator.emit(batch, idempotency_key=key)
+        # Final statuses go in first, so whoever sees a terminal event and then reads
+        # the run finds it finished (as the supervisor does for its own runs).
+        undo = await self._finish_runs(batch)
+        try:
+            stored = await self.coordinator.emit(batch, idempotency_key=key)
+        except BaseException:
+            for run in undo:
+                await self.store.update_run(
+                    run.run_id,
+                    status=run.status,
+                    finished_at=run.finished_at,
+                    result=run.result,
+                    error=run.error,
+                )
+            raise
         metrics.ingest_events_total.inc(len(stored))
-        await self._finish_runs(stored)
         return stored
 
     async def _route(self, raw: str, thread_hint: str | None, index: int) -> _Target:
@@ -186,9 +199,11 @@ class Ingestor:
         target.run_id = existing or target.run_id
         target.known = True
 
-    async def _finish_runs(self, stored: Sequence[Event]) -> None:
-        """Give an external run its final status when its terminal event arrives."""
-        for event in stored:
+    async def _finish_runs(self, batch: Sequence[NewEvent]) -> list[RunRecord]:
+        """Give external runs their final status from the batch's terminal events;
+        returns the runs as they were, to undo this should the batch not be stored."""
+        before: list[RunRecord] = []
+        for event in batch:
             status = _FINAL_STATUS.get(event.type)
             if status is None:
                 continue
@@ -203,7 +218,9 @@ class Ingestor:
                     "code": str(event.data.get("code", "agent_error")),
                     "message": str(event.data.get("message", "")),
                 }
+            before.append(run)
             await self.store.update_run(run.run_id, **changes)
+        return before
 
 
 def _check_request(events: object, key: object) -> None:
