@@ -271,3 +271,28 @@ def test_extractors_stay_while_code_makes_ids_with_a_timestamp_after_the_thread(
     )
     (finding,) = audit_tree(tmp_path, load_config(tmp_path)).result.findings
     assert finding.fixable is fixable
+
+
+def test_an_id_cut_short_for_a_message_is_not_a_parse(tmp_path: Path) -> None:
+    source = (
+        "import logging\nlog = logging.getLogger()\n"
+        "def f(run_id):\n"
+        "    log.warning('bad run %s', run_id[:80])\n"
+        "    msg = f'run {run_id[:80]!r} failed'\n"
+        "    return 'run %s' % (run_id[:8],), run_id[:8]\n"
+    )
+    assert kinds_by_line(audit_snippet(tmp_path, source)) == [(6, "adhoc_parse")]
+
+
+def test_threadwire_ids_itself_is_not_audited(tmp_path: Path) -> None:
+    write_tree(
+        tmp_path,
+        {
+            "threadwire/__init__.py": "",
+            "threadwire/ids/__init__.py": "",
+            "threadwire/ids/generate.py": "def new_run_id(thread_id, ms, rand):\n"
+            "    return f'thread_{thread_id}_run_{ms}_{rand}'\n",
+        },
+    )
+    result = audit_tree(tmp_path, load_config(tmp_path)).result
+    assert (result.findings, result.files_scanned) == ((), 1)

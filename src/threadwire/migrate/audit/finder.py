@@ -63,6 +63,21 @@ _STR_METHODS = frozenset(
 _STR_API = frozenset(name for name in dir(str) if not name.startswith("_"))
 _VALUE_ERROR_CATCHERS = frozenset({"ValueError", "Exception", "BaseException"})
 _RENDER = cst.Module(body=[])
+_MESSAGE_CALLS = frozenset(
+    {
+        "debug",
+        "info",
+        "warning",
+        "warn",
+        "error",
+        "exception",
+        "critical",
+        "log",
+        "print",
+        "format",
+        "repr",
+    }
+)
 _PARSE_WORDS = {"regex": "matches a regular expression against", "slice": "slices"}
 
 
@@ -378,6 +393,8 @@ class FileAuditor(cst.CSTVisitor):
         if found is None:
             return
         how, receiver = found
+        if how == "slice" and self._is_display_cut(node):
+            return
         verb = _PARSE_WORDS.get(how, f"calls .{how}() on")
         site = self._add(
             Site(
@@ -392,6 +409,36 @@ class FileAuditor(cst.CSTVisitor):
         if target is not None:
             self.targets.append(target)
             site.suggestion = _RENDER.code_for_node(target.replacement)
+
+    def _is_display_cut(self, node: cst.CSTNode) -> bool:
+        """`run_id[:80]` straight into a message (f-string, %-args, a log or print call)
+        shortens an ID for people to read; it does not parse it."""
+        if not isinstance(node, cst.Subscript):
+            return False
+        inner = node.slice[0].slice
+        if not (isinstance(inner, cst.Slice) and inner.lower is None and inner.step is None):
+            return False
+        if not isinstance(inner.upper, cst.Integer):
+            return False
+        parent = self.parent(node)
+        if isinstance(parent, cst.FormattedStringExpression):
+            return True
+        if isinstance(parent, cst.Element):
+            holder = self.parent(parent)
+            operation = self.parent(holder) if holder is not None else None
+            return isinstance(operation, cst.BinaryOperation) and isinstance(
+                operation.operator, cst.Modulo
+            )
+        if isinstance(parent, cst.Arg):
+            call = self.parent(parent)
+            if isinstance(call, cst.Call):
+                name = (
+                    call.func.attr.value
+                    if isinstance(call.func, cst.Attribute)
+                    else (call.func.value if isinstance(call.func, cst.Name) else "")
+                )
+                return name in _MESSAGE_CALLS
+        return False
 
     def _extraction(self, node: cst.CSTNode, receiver: cst.BaseExpression) -> FixTarget | None:
         env = self.env
