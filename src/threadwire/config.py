@@ -33,9 +33,10 @@ class Settings:
     shutdown_grace: float = 10.0
     max_frame_bytes: int = 65536
     ws_queue_size: int = 1000
-    max_subscriptions_per_connection: int = 256
-    max_connections_per_user: int = 64
-    max_messages_per_second: float = 100.0
+    max_subscriptions_per_connection: int = 1000
+    max_connections_per_user: int = 1000
+    max_messages_per_second: float = 200.0
+    """Client frames per second per WebSocket (acks not counted), bursts of twice that."""
     max_body_bytes: int = 1024 * 1024
     sse_keepalive: float = 15.0
     node_id: str | None = None

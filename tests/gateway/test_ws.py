@@ -301,6 +301,15 @@ async def test_message_rate_limit_answers_rate_limited_and_keeps_the_connection(
             assert answers[0] == {"type": "pong"}
 
 
+async def test_acks_are_not_rate_limited() -> None:
+    async with serve_app(node_settings(max_messages_per_second=1)) as node:
+        async with ws_connect(node, "alice") as ws:
+            for seq in range(1, 51):
+                await send(ws, {"op": "ack", "thread_id": "t1", "seq": seq})
+            await send(ws, {"op": "ping"})
+            assert await recv(ws) == {"type": "pong"}
+
+
 async def test_closed_connection_releases_its_subscriptions(
     node: Node, http: httpx.AsyncClient
 ) -> None:

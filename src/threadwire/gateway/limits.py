@@ -7,14 +7,14 @@ from collections import Counter
 
 
 class TokenBucket:
-    """Allows `rate` messages per second on average, bursts of up to `rate` (at least 1).
+    """Allows `rate` messages per second on average, bursts of up to twice that.
 
     A rate of 0 or less disables the limit.
     """
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
-        self.capacity = max(1.0, rate)
+        self.capacity = max(1.0, 2 * rate)
         self._tokens = self.capacity
         self._stamp = time.monotonic()
 

@@ -266,17 +266,21 @@ class Connection:
         if len(text) * 4 > self._max_frame and len(text.encode()) > self._max_frame:
             self._too_large()
             return
-        if not self._rate.allow():
-            metrics.refusals.labels(metrics.REASON_RATE_LIMITED).inc()
-            self._send_control(
-                {"type": "error", "code": "rate_limited", "message": "too many messages"}
-            )
-            return
         try:
             frame = _parse_frame(text)
+            # Acks are cheap and may come once per event: only other frames are limited.
+            if frame["op"] != "ack" and not self._rate.allow():
+                metrics.refusals.labels(metrics.REASON_RATE_LIMITED).inc()
+                self._send_control(
+                    {"type": "error", "code": "rate_limited", "message": "too many messages"}
+                )
+                return
             await self._dispatch(frame)
         except BadFrame as exc:
-            self._bad_request(str(exc))
+            if self._rate.allow():
+                self._bad_request(str(exc))
+            else:
+                metrics.refusals.labels(metrics.REASON_RATE_LIMITED).inc()
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         op = frame["op"]
