@@ -13,11 +13,10 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Final
 
 from fastapi import FastAPI, WebSocket
-from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import threadwire
@@ -31,7 +30,6 @@ from threadwire.ids import new_request_id
 from threadwire.runtime import AgentRegistry
 from threadwire.store import Store
 
-WEB_INDEX: Final = Path(threadwire.__file__).parent / "web" / "index.html"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
 access_log = logging.getLogger("threadwire.access")
@@ -76,12 +74,23 @@ def create_app(
 
     @app.get("/", include_in_schema=False)
     async def index() -> Response:
-        if WEB_INDEX.is_file():
-            return FileResponse(WEB_INDEX)
         return RedirectResponse("/docs")
 
+    _mount_web_page(app)
     app.add_middleware(GatewayMiddleware, gateway=gateway)
     return app
+
+
+def _mount_web_page(app: FastAPI) -> None:
+    """Serve the browser page (`threadwire.web`) at `/` when this build ships it;
+    otherwise `/` leads to the API docs."""
+    try:
+        from threadwire import web
+    except ImportError:
+        return
+    mount = getattr(web, "mount", None)
+    if callable(mount):
+        mount(app)
 
 
 class GatewayMiddleware:
