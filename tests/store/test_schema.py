@@ -111,3 +111,15 @@ async def test_a_failed_open_releases_its_connections(tmp_path: Path) -> None:
         await store.open()
     with pytest.raises(Exception, match="not open"):
         store.engine  # noqa: B018
+
+
+async def test_migrations_need_no_alembic_ini_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    store = SqlStore("sqlite:///./here.db")
+    await store.open()
+    await store.close()
+    assert (tmp_path / "here.db").exists()
+    assert not (tmp_path / "alembic.ini").exists()
+    assert await _revision("sqlite:///./here.db") == schema.head_revision()
