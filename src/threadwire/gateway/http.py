@@ -15,11 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from threadwire.events import dumps
-from threadwire.gateway import errors, logs
+from threadwire.gateway import errors, logs, metrics
 from threadwire.gateway.auth import Principal
 from threadwire.gateway.node import Gateway
 from threadwire.gateway.sse import SseStream
 from threadwire.ids import InvalidIdError, new_thread_id, validate_thread_id
+from threadwire.runtime.errors import IngestError
 from threadwire.store import RunRecord, ThreadExists, ThreadRecord
 from threadwire.store.base import MAX_PAGE
 
@@ -308,7 +309,11 @@ async def ingest_events(
     else:
         key = body.get("idempotency_key")
         events = [{k: v for k, v in body.items() if k != "idempotency_key"}]
-    stored = await gateway.ingestor.ingest(events, idempotency_key=key)
+    try:
+        stored = await gateway.ingestor.ingest(events, idempotency_key=key)
+    except (IngestError, InvalidIdError):
+        metrics.refusals.labels(metrics.REASON_INGEST).inc()
+        raise
     return JsonBody(
         {
             "accepted": [
