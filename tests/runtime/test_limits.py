@@ -26,6 +26,13 @@ def max_overlap(events: list[Event], runs: set[str] | None = None) -> int:
     return most
 
 
+def started_order(events: list[Event], runs: set[str] | None = None) -> list[str]:
+    """Runs in the order of their `agent_started` events."""
+    return [
+        e.run_id for e in events if e.type == "agent_started" and (runs is None or e.run_id in runs)
+    ]
+
+
 async def test_global_limit_holds_and_queued_runs_start_in_fifo_order(
     make_supervisor: SupervisorFactory,
     registry: AgentRegistry,
@@ -58,6 +65,7 @@ async def test_global_limit_holds_and_queued_runs_start_in_fifo_order(
     assert gate.max_active == 2
     assert max_overlap(coordinator.emitted) == 2
     assert gate.order == submitted  # FIFO: started in the order submitted
+    assert started_order(coordinator.emitted) == submitted
     for run_id in submitted:
         assert_run_life(coordinator.of_run(run_id))
 
@@ -96,6 +104,7 @@ async def test_per_user_limit_holds_without_holding_up_other_users(
     alice_ids = {r.run_id for r in alice}
     assert max_overlap(coordinator.emitted, alice_ids) == 2
     assert [r for r in gate.order if r in alice_ids] == [r.run_id for r in alice]
+    assert started_order(coordinator.emitted, alice_ids) == [r.run_id for r in alice]
     assert supervisor.running_count == 0 and supervisor.queued_count == 0
 
 

@@ -115,6 +115,9 @@ class Supervisor:
         self.stopping = asyncio.Event()
         """Set when shutdown begins (the node stops accepting runs)."""
         self._drivers: set[asyncio.Task[None]] = set()
+        # Runs take their slots in queue order; this lock (FIFO in asyncio) keeps their
+        # `agent_started` events in that order too, whatever the store's latency.
+        self._starting = asyncio.Lock()
         self._stragglers: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -267,9 +270,12 @@ class Supervisor:
             self._pump()
 
     async def _execute(self, run: _Run) -> _Outcome:
-        run.started = time.monotonic()
-        await self.store.update_run(run.record.run_id, status="running", started_at=utcnow())
-        await run.ctx._emit(AGENT_STARTED, {"agent": run.spec.name})
+        async with self._starting:
+            if run.stop.is_set():  # cancelled while waiting for its turn to start
+                return _cancelled(run.stop_reason)
+            run.started = time.monotonic()
+            await self.store.update_run(run.record.run_id, status="running", started_at=utcnow())
+            await run.ctx._emit(AGENT_STARTED, {"agent": run.spec.name})
         agent = asyncio.create_task(self._call(run), name=f"agent {run.record.run_id}")
         stopped = asyncio.create_task(run.stop.wait())
         try:
