@@ -148,7 +148,7 @@ def build_schema(
         "run_steps",
         metadata,
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
-        sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id", **fk_options)),
+        sa.Column("run_id", sa.String(256), sa.ForeignKey("runs.run_id", **fk_options), index=True),
         sa.Column("step", sa.Integer),
     )
     sa.Table(
@@ -159,6 +159,7 @@ def build_schema(
             "run_id",
             sa.String(256),
             sa.ForeignKey("runs.run_id", deferrable=True, initially="IMMEDIATE"),
+            index=True,
         ),
         sa.Column("parent_run_id", sa.String(256)),
         sa.Column("body", sa.Text),

@@ -3,12 +3,15 @@ the rewrite, databases it cannot reach, columns that cannot hold canonical IDs."
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from tests.migrate.stored import legacy
 
-from threadwire.migrate.stored import MigrationError, migrate_ids
+from threadwire.migrate.stored import MigrationError, migrate_ids, resolve_ids
 
 
 def _refused(url: str, columns: list[str], **options: object) -> str:
@@ -160,3 +163,32 @@ def test_a_missing_sqlite_file_is_unreachable_and_not_created(tmp_path: Path) ->
         migrate_ids(f"sqlite:///{path}", ["runs.run_id"])
 
     assert not path.exists()
+
+
+def test_a_dry_run_after_a_killed_sqlite_writer_reads_the_recovered_database(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "crashed.db"
+    sqlite3.connect(path).close()
+    url = f"sqlite:///{path}"
+    legacy.seed(url)
+    clean = migrate_ids(url, legacy.COLUMNS, dry_run=True, **legacy.FULL_OPTIONS)
+    # A writer killed mid-transaction after spilling pages: a hot journal stays behind.
+    crash = (
+        "import os, signal, sqlite3, sys\n"
+        "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "c.execute('CREATE TABLE filler (x TEXT)')\n"
+        "c.executemany('INSERT INTO filler VALUES (?)', [('a' * 200,)] * 5000)\n"
+        "c.execute('PRAGMA cache_size = 1')\n"
+        "c.execute('BEGIN')\n"
+        "c.execute(\"UPDATE audit SET run_ref = 'half'\")\n"
+        "c.execute(\"UPDATE filler SET x = 'b'\")\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", crash, str(path)], check=False)
+    assert (tmp_path / "crashed.db-journal").stat().st_size > 0
+
+    dry = migrate_ids(url, legacy.COLUMNS, dry_run=True, **legacy.FULL_OPTIONS)
+
+    assert dry.to_json() == clean.to_json()
+    assert [r.thread_id for r in resolve_ids(url, [legacy.LEGACY])] == ["user_42"]

@@ -70,7 +70,9 @@ def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
         raise MigrationError(f"--database-url: give a SQLite file path, not {path or 'memory'!r}")
     if not os.path.isfile(path):
         raise MigrationError(f"cannot reach database {path}: no such file")
-    uri = f"file:{pathname2url(os.path.abspath(path))}?mode={'ro' if read_only else 'rw'}"
+    # mode=rw never creates the file. Read-only is query_only, not mode=ro: a read-only
+    # connection cannot roll back the hot journal a killed writer leaves behind.
+    uri = f"file:{pathname2url(os.path.abspath(path))}?mode=rw"
 
     def connect() -> sqlite3.Connection:
         dbapi = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
@@ -78,6 +80,8 @@ def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
         # declared, as they do on PostgreSQL: cascades cascade, others are checked.
         dbapi.isolation_level = None
         dbapi.execute("PRAGMA foreign_keys = ON")
+        if read_only:
+            dbapi.execute("PRAGMA query_only = ON")
         return dbapi
 
     engine = sa.create_engine("sqlite://", creator=connect, poolclass=NullPool)

@@ -119,7 +119,8 @@ def make_plan(
         if parsed.is_canonical:
             plan.canonical.add(text)
             continue
-        hint = None if thread is None or not in_primary else str(thread)
+        # An empty thread cell names no thread, like NULL.
+        hint = (str(thread) if in_primary and thread is not None else "") or None
         when = _creation(created, text, created_at_label) if in_primary else None
         legacy[text] = _Legacy(parsed, hint, when or now)
     taken = plan.canonical | {a.run_id for a in plan.mapping.values()}
