@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +155,17 @@ async def test_a_users_agent_from_another_module_runs_by_module_callable(
     ]
     with pytest.raises(InvalidInput):
         await supervisor.submit(user_id="u", thread_id=thread_id, agent="echo", input={})
+
+
+def test_load_finds_modules_in_the_working_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "tw_cwd_agent.py").write_text(
+        "async def helper(ctx, input):\n    return 'from cwd'\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", ".", str(tmp_path))])
+    monkeypatch.delitem(sys.modules, "tw_cwd_agent", raising=False)
+    spec = AgentRegistry().load("tw_cwd_agent:helper")
+    assert spec.name == "helper"
+    monkeypatch.delitem(sys.modules, "tw_cwd_agent")

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -104,7 +106,7 @@ class AgentRegistry:
         module_name, colon, attr = ref.strip().partition(":")
         if not colon or not module_name or not attr:
             raise ValueError(f"expected 'module:callable', got {target!r}")
-        obj: Any = importlib.import_module(module_name)
+        obj: Any = _import(module_name)
         for part in attr.split("."):
             try:
                 obj = getattr(obj, part)
@@ -145,6 +147,25 @@ class AgentRegistry:
 
     def __len__(self) -> int:
         return len(self._agents)
+
+
+def _import(module_name: str) -> Any:
+    """Import `module_name`, also from the working directory, as `uvicorn main:app` does:
+    the `threadwire` script's own directory, not the user's, heads `sys.path`."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        cwd = os.getcwd()
+        top = module_name.partition(".")[0]
+        if exc.name != top or cwd in sys.path or not _findable(top, cwd):
+            raise
+    sys.path.insert(0, cwd)
+    return importlib.import_module(module_name)
+
+
+def _findable(top: str, directory: str) -> bool:
+    base = os.path.join(directory, top)
+    return os.path.isdir(base) or os.path.isfile(base + ".py")
 
 
 def default_registry(settings: Settings | None = None) -> AgentRegistry:
