@@ -159,6 +159,15 @@ async def test_threads_are_listed_newest_first_in_pages(
     _problem(zero, 422, "invalid_request")
 
 
+async def test_a_cursor_the_store_did_not_hand_out_is_422_not_500(
+    node: Node, http: httpx.AsyncClient
+) -> None:
+    await make_thread(http, node, "alice", "paged")
+    for path in ("/v1/threads", "/v1/threads/paged/runs"):
+        answer = await http.get(path, params={"before": "forged!"}, headers=node.auth("alice"))
+        _problem(answer, 422, "invalid_request")
+
+
 async def test_a_demo_run_starts_202_and_ends_completed(
     node: Node, http: httpx.AsyncClient
 ) -> None:

@@ -19,7 +19,8 @@ from starlette.responses import Response
 from threadwire.events import dumps
 from threadwire.ids import InvalidIdError
 from threadwire.runtime.errors import IngestError, RuntimeRefusal
-from threadwire.store import EventsGone
+from threadwire.store import EventsGone, StoreError
+from threadwire.store.base import EventExists, InvalidCursor, NotFound, RunExists
 
 PROBLEM_JSON: Final = "application/problem+json"
 
@@ -108,6 +109,17 @@ def from_runtime(exc: RuntimeRefusal) -> Problem:
     return Problem(_RUNTIME_STATUS.get(exc.code, 409), exc.code, exc.message)
 
 
+def from_store(exc: StoreError) -> Problem:
+    """The HTTP form of a store refusal that reached a handler unmapped."""
+    if isinstance(exc, InvalidCursor):
+        return Problem(422, "invalid_request", f"before: {exc}", field="before")
+    if isinstance(exc, EventExists | RunExists):
+        return Problem(409, exc.code, str(exc))
+    if isinstance(exc, NotFound):
+        return Problem(404, "not_found", "not found")
+    return Problem(503, "unavailable", "the store refused the request; retry later")
+
+
 def _title(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -155,6 +167,12 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, EventsGone)
         return gone(exc).response()
 
+    async def on_store(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StoreError)
+        if isinstance(exc, EventsGone):
+            return gone(exc).response()
+        return from_store(exc).response()
+
     async def on_error(request: Request, exc: Exception) -> Response:
         logger.exception("unhandled error answering %s %s", request.method, request.url.path)
         return Problem(500, "internal", "internal server error").response()
@@ -165,4 +183,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(InvalidIdError, on_invalid_id)
     app.add_exception_handler(RuntimeRefusal, on_runtime)
     app.add_exception_handler(EventsGone, on_gone)
+    app.add_exception_handler(StoreError, on_store)
     app.add_exception_handler(Exception, on_error)
