@@ -23,6 +23,7 @@ MOMENT = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=UTC)  # 1714564800123 ms
         1714564800123,  # epoch milliseconds
         "1714564800123",  # epoch milliseconds as text
         1714564800.123999,  # epoch seconds with a fraction
+        "1714564800.123999",  # the same as text
         Decimal("1714564800.1239"),  # PostgreSQL numeric seconds
     ],
 )
@@ -48,6 +49,7 @@ def test_other_forms(stored: object, expected: datetime | None) -> None:
     "stored",
     [
         "last tuesday",  # not ISO 8601
+        "١٧١٤٥٦٤٨٠٠",  # digits, but not ASCII ones
         -5,  # before 1970: no canonical timestamp
         True,  # a boolean is not a time
         float("nan"),

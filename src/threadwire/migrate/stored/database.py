@@ -23,6 +23,8 @@ from sqlalchemy.exc import ArgumentError, NoSuchTableError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 ALIASES_TABLE: Final = "threadwire_id_aliases"
+WRITES: Final = "threadwire_migrate_writes"
+"""Execution option of a connection whose transactions write (SQLite: BEGIN IMMEDIATE)."""
 CHUNK: Final = 500
 """Values per IN list: far below SQLite's and PostgreSQL's bind-parameter limits."""
 
@@ -85,11 +87,15 @@ def _sqlite_engine(url: URL, *, read_only: bool) -> Engine:
         return dbapi
 
     engine = sa.create_engine("sqlite://", creator=connect, poolclass=NullPool)
-    begin = "BEGIN" if read_only else "BEGIN IMMEDIATE"
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
+        # A writer takes the lock up front: a deferred transaction that turns into a
+        # writer after someone else's commit fails at once instead of waiting.
+        writes = conn.get_execution_options().get(WRITES, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writes else "BEGIN")
+
+    return engine
 
     return engine
 
@@ -119,6 +125,16 @@ def connect(url: str, *, read_only: bool) -> Iterator[Connection]:
             yield conn
     finally:
         engine.dispose()
+
+
+def begin_snapshot(conn: Connection) -> None:
+    """Make the transaction just begun read one snapshot of the whole database.
+
+    SQLite's read transactions already do; PostgreSQL's default (read committed) takes
+    a new snapshot per statement, and the plan reads many tables.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
 
 
 def defer_constraints(conn: Connection) -> None:

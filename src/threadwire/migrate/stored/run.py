@@ -26,11 +26,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from threadwire.ids import FormatRegistry, Resolver
 from threadwire.migrate.stored.database import (
     CHUNK,
+    WRITES,
     Alias,
     Catalog,
     ColumnRef,
     MigrationError,
     aliases_table,
+    begin_snapshot,
     connect,
     defer_constraints,
     has_aliases,
@@ -124,6 +126,7 @@ def migrate_ids(
     with connect(database_url, read_only=dry_run) as conn:
         try:
             with conn.begin():
+                begin_snapshot(conn)
                 targets, plan, keys = _plan(
                     conn, registry, columns, thread_column, created_at_column, threads, moment
                 )
@@ -328,6 +331,7 @@ def _execute(
     changed: Counter[ColumnKey] = Counter()
     if not plan.mapping:
         return changed
+    conn.execution_options(**{WRITES: True})
     table = aliases_table(sa.MetaData())
     if any(v not in plan.recorded for v in plan.mapping):
         with conn.begin():

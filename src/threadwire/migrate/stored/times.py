@@ -7,10 +7,12 @@ because the canonical ID carries milliseconds.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Final
 
+_NUMBER: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 MS_THRESHOLD: Final = 100_000_000_000
 """Epoch numbers at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973)."""
@@ -65,8 +67,8 @@ def parse_creation_time(value: object) -> datetime | None:
 
 def _parse_text(text: str) -> datetime:
     stripped = text.strip()
-    if stripped.isdigit():
-        return from_epoch(int(stripped))
+    if _NUMBER.fullmatch(stripped):
+        return from_epoch(Decimal(stripped))
     try:
         moment = datetime.fromisoformat(stripped)
     except ValueError:
