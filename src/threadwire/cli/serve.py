@@ -29,6 +29,7 @@ def settings_from_options(
     max_frame_bytes: int | None = None,
     ws_queue_size: int | None = None,
     shutdown_grace: float | None = None,
+    trace_url: str | None = None,
 ) -> Settings:
     """Defaults, then `THREADWIRE_*` variables, then the flags that were given."""
     formats = None
@@ -47,6 +48,7 @@ def settings_from_options(
         max_frame_bytes=max_frame_bytes,
         ws_queue_size=ws_queue_size,
         shutdown_grace=shutdown_grace,
+        trace_url=trace_url,
     )
 
 
@@ -126,6 +128,10 @@ def register(app: typer.Typer) -> None:
         shutdown_grace: Annotated[
             float | None, typer.Option(help="seconds runs get to finish on shutdown [10]")
         ] = None,
+        trace_url: Annotated[
+            str | None,
+            typer.Option(help="export traces to ClickHouse: chdb:///DIR or clickhouse://HOST/DB"),
+        ] = None,
         print_demo_token: Annotated[
             bool, typer.Option(help="print a browser URL and a token for user 'demo'")
         ] = False,
@@ -144,6 +150,7 @@ def register(app: typer.Typer) -> None:
             max_frame_bytes=max_frame_bytes,
             ws_queue_size=ws_queue_size,
             shutdown_grace=shutdown_grace,
+            trace_url=trace_url,
         )
         asyncio.run(run_server(settings, print_demo_token=print_demo_token))
 

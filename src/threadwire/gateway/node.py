@@ -24,6 +24,7 @@ from threadwire.ids import registry as id_registry
 from threadwire.runtime import AgentRegistry, Ingestor, Supervisor, registry_from_settings
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.store import Store, create_store
+from threadwire.traces import create_trace_sink
 
 logger = logging.getLogger("threadwire.gateway")
 
@@ -49,7 +50,16 @@ class Gateway:
         self.settings = settings
         self.store = store or create_store(settings.database_url)
         self.bus = bus or create_bus(settings.bus_url)
-        self.coordinator = Coordinator(cast(Store, _TimedAppends(self.store)), self.bus)
+        self.traces = (
+            create_trace_sink(settings.trace_url, lookup_run=self.store.get_run)
+            if settings.trace_url
+            else None
+        )
+        self.coordinator = Coordinator(
+            cast(Store, _TimedAppends(self.store)),
+            self.bus,
+            observers=[self.traces.submit] if self.traces else [],
+        )
         self.hub = Hub(self.store, self.bus, buffer_limit=settings.ws_queue_size)
         self.registry = registry or registry_from_settings(settings)
         self.supervisor = Supervisor(
@@ -78,6 +88,8 @@ class Gateway:
         await self.store.open()
         try:
             await self.bus.open()
+            if self.traces is not None:
+                await self.traces.start()
             await self.supervisor.start()
         except BaseException:
             await self.store.close()
@@ -121,6 +133,8 @@ class Gateway:
         await self.drain()
         if self._started:
             await self.supervisor.shutdown(self.settings.shutdown_grace)
+        if self.traces is not None:
+            await self.traces.close()
         await self.hub.close()
         await self.bus.close()
         await self.store.close()
