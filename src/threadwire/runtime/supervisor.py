@@ -451,7 +451,7 @@ class Supervisor:
         latest = await self.store.get_run(record.run_id) or record
         if latest.finished:
             return latest
-        # The event is stored; the writer updates the run's status just after it.
+        # Writers record the status before the event; this one's update did not land.
         return latest.evolve(status=_STATUS_OF_TERMINAL[event.type], finished_at=event.ts)
 
     async def shutdown(self, grace: float) -> None:
