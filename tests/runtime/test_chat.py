@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -233,3 +234,15 @@ def test_tools_get_a_schema_from_their_signature() -> None:
     }
     assert specs["weather"]["parameters"]["required"] == ["city", "days"]
     assert "description" not in specs["weather"]
+
+
+async def test_without_the_openai_package_the_run_fails_with_how_to_fix_it(
+    make_supervisor: SupervisorFactory,
+    registry: AgentRegistry,
+    thread_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "openai", None)  # what an absent package looks like
+    final = await run_chat(make_supervisor, registry, thread_id, ChatAgent(), {"prompt": "hi"})
+    assert final.error is not None and final.error["code"] == "not_configured"
+    assert "threadwire[chat]" in final.error["message"]

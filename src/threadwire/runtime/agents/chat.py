@@ -192,7 +192,13 @@ class ChatAgent:
     def _client(self) -> AsyncOpenAI:
         if self._client_factory is not None:
             return self._client_factory()
-        from openai import AsyncOpenAI
+        try:
+            from openai import AsyncOpenAI
+        except ModuleNotFoundError:
+            raise AgentError(
+                "the chat agent needs the openai package: pip install 'threadwire[chat]'",
+                code="not_configured",
+            ) from None
 
         # Local OpenAI-compatible servers need no key; the client insists on one.
         key = self._api_key or os.environ.get("OPENAI_API_KEY") or "unset"
