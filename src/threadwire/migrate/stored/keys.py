@@ -15,6 +15,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from threadwire.migrate.stored.sqlite_keys import sqlite_foreign_keys
+
 ColumnKey = tuple[str, str, str]
 """(schema, table, column), normalised so reflected names compare equal."""
 
@@ -71,8 +73,7 @@ def inspect_keys(conn: Connection, listed: Sequence[ColumnKey]) -> KeyReport:
     schemas = {k[0] for k in listed}
     default = conn.dialect.default_schema_name
     for schema in sorted(schemas):
-        reflected = inspector.get_multi_foreign_keys(schema=None if schema == default else schema)
-        for (_, table), keys in sorted(reflected.items(), key=lambda kv: str(kv[0])):
+        for table, keys in _foreign_keys(conn, inspector, None if schema == default else schema):
             for fk in keys:
                 referred = list(fk["referred_columns"]) or _primary_key(
                     inspector, fk["referred_table"], fk.get("referred_schema")
@@ -92,6 +93,17 @@ def inspect_keys(conn: Connection, listed: Sequence[ColumnKey]) -> KeyReport:
                         if verdict:
                             cascades.append(Cascade(child, parent))
     return KeyReport(_order(listed, edges), cascades, problems)
+
+
+def _foreign_keys(
+    conn: Connection, inspector: sa.Inspector, schema: str | None
+) -> list[tuple[str, list[Any]]]:
+    """(table, its reflected foreign keys) for every table of `schema`."""
+    if conn.dialect.name == "sqlite":
+        names = inspector.get_table_names(schema=schema)
+        return [(name, sqlite_foreign_keys(conn, name)) for name in sorted(names)]
+    reflected = inspector.get_multi_foreign_keys(schema=schema)
+    return sorted(((table, list(keys)) for (_, table), keys in reflected.items()))
 
 
 def _primary_key(inspector: sa.Inspector, table: str, schema: str | None) -> list[str]:
