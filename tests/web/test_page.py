@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.async_api import Browser, Page, WebSocket, expect
+from playwright.async_api import Browser, Page, WebSocket, WebSocketRoute, expect
 from tests.gateway.harness import Node
 from tests.web.conftest import PHONE, PageErrors
 
@@ -204,6 +204,61 @@ async def test_reconnecting_is_shown_while_the_server_refuses_then_it_resumes(
     assert page_errors.unexpected("status of 503") == []
 
 
+async def test_a_lost_frame_is_asked_for_again_and_a_repeated_one_is_dropped(
+    web_node: Node, page: Page, page_errors: PageErrors
+) -> None:
+    """Between the page and a correct server, a proxy loses seq 3 and repeats every
+    event once: the page must still show 1..10, each once, in order."""
+    await make_thread(web_node, "alice", "lossy")
+    lost: list[int] = []
+
+    def proxy(route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            frame = json.loads(message)
+            seq = frame["event"]["seq"] if frame.get("type") == "event" else None
+            if seq == 3 and not lost:
+                lost.append(seq)
+                return
+            route.send(message)
+            if seq is not None:
+                route.send(message)
+
+        server.on_message(to_page)
+
+    await page.route_web_socket(re.compile(r"/v1/ws"), proxy)
+    await sign_in_by_link(page, web_node, "alice", "&thread=lossy")
+    await emit(web_node, "lossy", ["agent_thinking"] * 10)
+
+    counter = page.locator("#counter")
+    await expect(counter).to_have_attribute("data-received", "10")
+    assert lost == [3]
+    assert await shown_seqs(page) == list(range(1, 11))
+    assert int(await counter.get_attribute("data-duplicates") or 0) > 0
+    await expect(page.locator("#conn-log")).to_contain_text("expected seq 3, got 4")
+    assert page_errors.messages == []
+
+
+async def test_a_running_run_can_be_cancelled_from_its_header(
+    web_node: Node, page: Page, page_errors: PageErrors
+) -> None:
+    await sign_in_by_link(page, web_node, "erin")
+    await page.get_by_role("button", name="Create").click()
+    await page.get_by_label("Input (a JSON object)").fill(
+        '{"prompt": "slow", "steps": 1, "delay_ms": 60000}'
+    )
+    await page.get_by_role("button", name="Start run").click()
+    badge = page.locator(".run-title .badge")
+    await expect(badge).to_have_text("running")
+    await page.get_by_role("button", name="Cancel run").click()
+    await expect(badge).to_have_text("cancelled")
+    await expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
+    await expect(page.locator("#timeline .ev-cancelled")).to_have_count(1)
+    await expect(page.locator("#timeline .ev-tool")).to_contain_text("cancelled")
+    assert page_errors.messages == []
+
+
 async def test_event_data_is_shown_as_text_and_errors_are_highlighted(
     web_node: Node, page: Page, page_errors: PageErrors, artifacts: Path
 ) -> None:
@@ -241,6 +296,8 @@ async def test_event_data_is_shown_as_text_and_errors_are_highlighted(
     await expect(detail).to_contain_text("seq7")
     await expect(detail).to_contain_text(f"run ID{run_id}")
     await snapshot(page, artifacts / "desktop-errors.png")
+    await page.emulate_media(color_scheme="dark")
+    await snapshot(page, artifacts / "desktop-errors-dark.png")
     assert page_errors.messages == []
 
 

@@ -276,7 +276,8 @@ async function selectThread(threadId) {
   } catch (error) {
     if (session.current === threadId) showNotice(describe(error));
   }
-  if (session.current !== threadId) return; // another thread was picked meanwhile
+  // Another thread was picked, or the user signed out, meanwhile.
+  if (session.current !== threadId || !session.feed) return;
   const start = Math.max(0, head - HISTORY_WINDOW);
   session.subscribedHead = head;
   timeline.reset(start);
