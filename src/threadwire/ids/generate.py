@@ -152,11 +152,13 @@ def new_run_id(thread_id: str) -> str:
     """
     global _issued_ms
     thread_id = validate_thread_id(thread_id)
-    ms = now_ms()
-    prefix = f"thread_{thread_id}_run_{ms}_"
-    # acquire/release in try/finally costs half of `with` on the hot path.
+    # acquire/release in try/finally costs half of `with` on the hot path. The clock is
+    # read under the lock, so a thread that read an older millisecond can never clear
+    # the set after a newer one was issued and then repeat an ID of its own millisecond.
     _LOCK.acquire()
     try:
+        ms = now_ms()
+        prefix = f"thread_{thread_id}_run_{ms}_"
         if ms != _issued_ms:
             _issued_ms = ms
             _issued.clear()
