@@ -10,6 +10,7 @@ from tests.migrate.stored import legacy
 from typer.testing import CliRunner
 
 from threadwire.cli import app
+from threadwire.cli.migrate import _progress_bar
 
 runner = CliRunner()
 
@@ -188,3 +189,16 @@ def test_database_url_defaults_to_the_environment(
 
     assert result.exit_code == 0
     assert json.loads(result.stdout)["thread_id"] == "user_42"
+
+
+def test_on_a_terminal_progress_goes_to_a_rich_bar_on_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with _progress_bar(enabled=True) as advance:
+        assert advance is not None
+        advance(3, 10)
+        advance(10, 10)
+
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "migrating IDs" in captured.err
