@@ -107,5 +107,8 @@ async def _run(config: VerifyConfig, *, live: bool) -> Report:
             report = await verify(config, lambda p: display.update(progress_view(p)))
     else:
         report = await verify(config)
-    Console().print(report_view(report))
+    out = Console()
+    if not out.is_terminal:
+        out = Console(width=120)
+    out.print(report_view(report))
     return report

@@ -53,21 +53,15 @@ class Deployment:
         return ["ws" + u.removeprefix("http") + "/v1/ws" for u in self.urls]
 
     async def request(
-        self,
-        method: str,
-        path: str,
-        token: str,
-        *,
-        attempts: int = 6,
-        deadline: float = 30.0,
-        **kwargs: Any,
+        self, method: str, path: str, token: str, *, deadline: float = 30.0, **kwargs: Any
     ) -> httpx.Response:
-        """Send to one node after another until one answers (not 502-504)."""
+        """Send to one node after another until one answers (not 502-504), for up to
+        `deadline` seconds: long enough for a killed node to come back."""
         start = next(self._next)
         headers = {"Authorization": f"Bearer {token}"}
         stop_at = time.monotonic() + deadline
         last: BaseException | None = None
-        for attempt in range(attempts):
+        for attempt in itertools.count():
             url = self.urls[(start + attempt) % len(self.urls)] + path
             try:
                 answer = await self._http.request(method, url, headers=headers, **kwargs)
@@ -80,8 +74,9 @@ class Deployment:
             self.failovers += 1
             if time.monotonic() >= stop_at:
                 break
-            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
-        raise Unreachable(f"{method} {path}: no node answered ({last})")
+            if (attempt + 1) % len(self.urls) == 0:  # every node tried: back off
+                await asyncio.sleep(min(0.05 * 2 ** (attempt // len(self.urls)), 0.5))
+        raise Unreachable(f"{method} {path}: no node answered in {deadline:g} s ({last!r})")
 
     async def json(
         self, method: str, path: str, token: str, *, expect: int, **kwargs: Any

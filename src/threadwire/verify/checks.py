@@ -115,8 +115,12 @@ def judge_all(
     for run in runs:
         rate = forms.setdefault(run.kind, FormRate(run.kind))
         rate.runs += 1
-        rate.events += len(run.accepted) + len(run.refused)
+        rate.events += len(run.refused)
         rate.refused += len(run.refused)
+    for events in truth.values():
+        for event in events:
+            kind = form_of.get(event["run_id"], CANONICAL)
+            forms.setdefault(kind, FormRate(kind)).events += 1
     followers: Counter[str] = Counter()
     lost_at: list[tuple[str, int]] = []
     for sub in subscribers:
@@ -129,10 +133,7 @@ def judge_all(
             total.add(tally)
             lost_at.extend((thread_id, seq) for seq in lost)
             for event in events:
-                rate = forms.setdefault(
-                    form_of.get(event["run_id"], CANONICAL),
-                    FormRate(form_of.get(event["run_id"], CANONICAL)),
-                )
+                rate = forms[form_of.get(event["run_id"], CANONICAL)]
                 rate.expected += 1
                 seq = int(event["seq"])
                 got = ledger.received.get(seq)

@@ -64,13 +64,13 @@ def report_view(report: Report) -> RenderableType:
     if report.faults:
         faults = Table(title="server faults")
         for column in (
-            "at", "fault", "target", "back after s", "clients cut", "resubscribed in s",
-            "events in window", "delayed", "max ms", "lost",
+            "at s", "fault", "target", "back s", "cut", "resub s",
+            "deliveries", "delayed", "max ms", "lost",
         ):  # fmt: skip
             faults.add_column(column)
         for fault in report.faults:
             faults.add_row(
-                f"{fault.at - report.faults[0].at:+.1f}s", fault.kind, fault.target,
+                f"{fault.offset_s:.1f}", fault.kind, fault.target,
                 _num(fault.server_recovery_s), str(fault.clients_disconnected),
                 _num(fault.client_recovery_s), str(fault.events_in_window),
                 str(fault.events_delayed), _num(fault.max_latency_ms), str(fault.lost),

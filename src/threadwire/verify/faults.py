@@ -29,6 +29,8 @@ class Fault:
     target: str
     at: float
     """Wall-clock seconds (time.time()) when the process was killed."""
+    offset_s: float = 0.0
+    """Seconds into the load phase when it was killed."""
     back_at: float | None = None
     """When the server side answered again (node ready; Redis and every node ready)."""
     error: str | None = None
@@ -55,6 +57,7 @@ class FaultInjector:
         self.chaos = chaos
         self.rng = rng
         self.faults: list[Fault] = []
+        self.t0 = time.time()
         self._busy = asyncio.Lock()
         """One fault at a time, so each one's effects can be told apart."""
 
@@ -80,10 +83,15 @@ class FaultInjector:
                 if not stop.is_set():
                     await fault()
 
+    def _record(self, kind: str, target: str) -> Fault:
+        now = time.time()
+        fault = Fault(kind, target, now, offset_s=round(now - self.t0, 2))
+        self.faults.append(fault)
+        return fault
+
     async def _kill_node(self) -> None:
         node: NodeProcess = self.rng.choice([n for n in self.cluster.nodes if n.alive])
-        record = Fault("kill-node", node.name, time.time())
-        self.faults.append(record)
+        record = self._record("kill-node", node.name)
         await node.kill()
         await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.chaos.down)
         try:
@@ -95,8 +103,7 @@ class FaultInjector:
     async def _restart_bus(self) -> None:
         redis = self.cluster.redis
         assert redis is not None
-        record = Fault("restart-bus", redis.name, time.time())
-        self.faults.append(record)
+        record = self._record("restart-bus", redis.name)
         await redis.kill()
         await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.chaos.down)
         try:

@@ -23,7 +23,7 @@ class FormRate:
     form: str
     runs: int = 0
     events: int = 0
-    """Events of this form that the producer sent (stored or refused)."""
+    """Events of this form: those stored, plus any the deployment refused."""
     refused: int = 0
     expected: int = 0
     """Deliveries owed: each event times the subscribers following its thread."""

@@ -145,11 +145,9 @@ class Subscriber:
                 cause = "lagging" if code == CLOSE_LAGGING else "server"
                 if code in FATAL_CLOSE:
                     self.fatal = f"{self.name}: the server closed with {code} ({exc.rcvd})"
-            except (OSError, InvalidHandshake, TimeoutError) as exc:
+            except (OSError, InvalidHandshake, TimeoutError):
                 cause = "connect"
                 self.counters.connect_failures += 1
-                if self.counters.connect_failures <= 3:
-                    self.examples.add(f"note: {self.name} could not connect to {url}: {exc!r}")
             finally:
                 for ledger in self.ledgers.values():
                     ledger.close()
@@ -162,7 +160,7 @@ class Subscriber:
                 continue  # a client's own reconnect: at once
             self._node += 1
             await asyncio.sleep(delay * (0.5 + self.rng.random()))
-            delay = min(delay * 2, 1.0)
+            delay = min(delay * 2, 0.5)
 
     def _record_disconnect(self, cause: str, code: int | None, url: str) -> None:
         if cause == "lagging":
