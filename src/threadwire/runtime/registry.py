@@ -73,6 +73,7 @@ class AgentRegistry:
         """Register `fn` as `name` (replacing an agent of that name)."""
         if not isinstance(name, str) or not name:
             raise ValueError(f"an agent name must be a non-empty string, not {name!r}")
+        fn = _graph_as_agent(fn)
         if not callable(fn):
             raise TypeError(f"agent {name!r} is not callable: {fn!r}")
         validator = validate if validate is not None else getattr(fn, "validate_input", None)
@@ -147,6 +148,16 @@ class AgentRegistry:
 
     def __len__(self) -> int:
         return len(self._agents)
+
+
+def _graph_as_agent(obj: Any) -> Any:
+    """A compiled LangGraph graph wrapped as an agent (threadwire.lg.graph_agent, imported
+    only then: langgraph stays optional); anything else as it is."""
+    if callable(obj) or not callable(getattr(obj, "astream", None)):
+        return obj
+    from threadwire.lg.graph_agent import GraphAgent, is_compiled_graph
+
+    return GraphAgent(obj) if is_compiled_graph(obj) else obj
 
 
 def _import(module_name: str) -> Any:
