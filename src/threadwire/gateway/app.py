@@ -67,6 +67,9 @@ def create_app(
     errors.install(app)
     app.include_router(http.router)
     app.include_router(http.ops)
+    from threadwire.lg.router import router as lg_router  # imports the gateway: not at the top
+
+    app.include_router(lg_router)
 
     @app.websocket("/v1/ws")
     async def websocket_endpoint(websocket: WebSocket) -> None:
