@@ -117,6 +117,9 @@ export class LiveFeed {
   #open() {
     this.#drop();
     this.retryAt = null;
+    if (this.state === RECONNECTING || this.state === LAGGING) {
+      this.#setState(this.state, "connecting again");
+    }
     const generation = ++this.#generation;
     const url = new URL(this.url);
     url.searchParams.set("access_token", this.token);
