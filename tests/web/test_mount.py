@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import httpx
 from fastapi import FastAPI
-from tests.gateway.harness import Node
+from tests.gateway.harness import Node, node_settings, serve_app
 
 import threadwire.web
 from threadwire.web import ASSETS_PATH, STATIC_DIR, mount
@@ -40,6 +40,15 @@ async def test_every_asset_is_served_under_ui_with_its_type(web_node: Node) -> N
         # Only the static directory is exposed, not the package's Python.
         assert (await http.get(f"{ASSETS_PATH}/__init__.py")).status_code == 404
         assert (await http.get(f"{ASSETS_PATH}/../__init__.py")).status_code == 404
+
+
+async def test_the_gateway_serves_the_page_without_help() -> None:
+    async with serve_app(node_settings()) as node, httpx.AsyncClient(base_url=node.url) as http:
+        page = await http.get("/")
+        module = await http.get(f"{ASSETS_PATH}/app.js")
+    assert page.status_code == 200
+    assert "ui/app.js" in page.text
+    assert module.status_code == 200
 
 
 def test_mount_replaces_another_root_route_and_is_idempotent() -> None:
