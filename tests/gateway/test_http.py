@@ -168,6 +168,15 @@ async def test_a_cursor_the_store_did_not_hand_out_is_422_not_500(
         _problem(answer, 422, "invalid_request")
 
 
+async def test_registered_agents_are_listed_by_name(node: Node, http: httpx.AsyncClient) -> None:
+    answer = await http.get("/v1/agents", headers=node.auth("alice"))
+    assert answer.status_code == 200
+    agents = {a["name"]: a["description"] for a in answer.json()["agents"]}
+    assert {"demo", "chat"} <= set(agents)
+    assert agents["demo"]
+    _problem(await http.get("/v1/agents"), 401, "unauthorized")
+
+
 async def test_a_demo_run_starts_202_and_ends_completed(
     node: Node, http: httpx.AsyncClient
 ) -> None:

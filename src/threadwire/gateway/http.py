@@ -106,6 +106,19 @@ class EventPage(BaseModel):
     next_after_seq: int | None
 
 
+class AgentBody(BaseModel):
+    """A registered agent a run may name."""
+
+    name: str
+    description: str
+
+
+class AgentList(BaseModel):
+    """The agents this node runs, by name."""
+
+    agents: list[AgentBody]
+
+
 class Accepted(BaseModel):
     """Where each ingested event was stored, in the request's order."""
 
@@ -202,6 +215,16 @@ async def list_threads(
 async def get_thread(gateway: GatewayDep, user: UserDep, thread_id: str) -> Response:
     """The thread, when the caller owns it (404 otherwise, whether it exists or not)."""
     return JsonBody((await _readable_thread(gateway, user, thread_id)).to_dict())
+
+
+@router.get("/agents", response_model=AgentList)
+async def list_agents(gateway: GatewayDep, user: UserDep) -> Response:
+    """The registered agents, so clients can offer them (the first docstring line each)."""
+    agents = []
+    for name in sorted(gateway.registry.names()):
+        doc = (getattr(gateway.registry.get(name).fn, "__doc__", None) or "").strip()
+        agents.append({"name": name, "description": doc.splitlines()[0] if doc else ""})
+    return JsonBody({"agents": agents})
 
 
 @router.post("/threads/{thread_id}/runs", status_code=202, response_model=RunStarted)
