@@ -331,6 +331,10 @@ async def test_sign_in_by_pasting_a_token_and_out_again(
     await expect(page.locator("#conn")).to_have_attribute("data-state", "connected")
     await expect(page.locator("#threads-empty")).to_be_visible()
 
+    # The agent field offers every agent the node registered (GET /v1/agents).
+    await expect(page.locator("#agents option[value='chat']")).to_have_count(1)
+    await expect(page.locator("#agents option[value='demo']")).to_have_count(1)
+
     await page.reload()  # the tab keeps its token
     await expect(page.locator("#user")).to_have_text("bob")
 

@@ -49,6 +49,10 @@ export class Api {
     return payload;
   }
 
+  listAgents() {
+    return this.request("GET", "v1/agents");
+  }
+
   listThreads(before = null, limit = 50) {
     const query = new URLSearchParams({ limit: String(limit) });
     if (before) query.set("before", before);

@@ -82,6 +82,23 @@ const timeline = new Timeline(ui.timeline, { onCancel: cancelRun, announce });
 
 // -- sign in ----------------------------------------------------------------------
 
+/** Fill the agent field's suggestions from the server (the page still works without). */
+async function offerAgents(api) {
+  let listed;
+  try {
+    listed = await api.listAgents();
+  } catch {
+    return;
+  }
+  const options = (listed?.agents ?? []).map((agent) => {
+    const option = document.createElement("option");
+    option.value = String(agent.name);
+    if (agent.description) option.label = `${agent.name}: ${agent.description}`;
+    return option;
+  });
+  if (options.length) document.getElementById("agents").replaceChildren(...options);
+}
+
 async function signIn(token, { fromLink = false } = {}) {
   let claims;
   try {
@@ -120,6 +137,7 @@ async function signIn(token, { fromLink = false } = {}) {
   session.threads.clear();
   ui.threadList.replaceChildren();
   addThreads(page);
+  offerAgents(api);
   startFeed(token);
   const wanted = fragmentParam("thread");
   const first = wanted && session.threads.has(wanted) ? wanted : session.threads.keys().next().value;
