@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,10 +12,12 @@ from langgraph_sdk import get_client
 from tests.gateway.harness import Node, node_settings, serve_app
 
 
-@pytest.fixture
-async def node() -> AsyncIterator[Node]:
-    """A node on the memory store with the built-in agents."""
-    async with serve_app(node_settings()) as running:
+@pytest.fixture(params=["memory", "sqlite"])
+async def node(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Node]:
+    """A node with the built-in agents, on the memory store and on the embedded SQLite
+    store `threadwire serve` uses by default."""
+    url = "memory://" if request.param == "memory" else f"sqlite+aiosqlite:///{tmp_path}/tw.db"
+    async with serve_app(node_settings(database_url=url)) as running:
         yield running
 
 

@@ -236,3 +236,10 @@ async def test_a_failing_run_is_error_and_wait_raises_its_message() -> None:
             assert parts[-1].event == "error" and parts[-1].data["message"] == "the well ran dry"
             assert [r["status"] for r in await sdk.runs.list(tid)] == ["error"] * 3
             assert (await sdk.threads.get(tid))["status"] == "error"
+
+
+async def test_lg_routes_are_counted_under_their_full_path(node: Node, client: Any) -> None:
+    await client.assistants.search()
+    async with httpx.AsyncClient(base_url=node.url) as http:
+        metrics = (await http.get("/metrics")).text
+    assert 'route="/lg/assistants/search"' in metrics

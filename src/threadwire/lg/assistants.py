@@ -9,10 +9,10 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from threadwire.gateway.http import JsonBody
-from threadwire.lg.deps import GatewayDep, StateDep, UserDep, resolve_assistant
+from threadwire.lg.deps import PREFIX, GatewayDep, StateDep, UserDep, resolve_assistant
 from threadwire.lg.schemas import SearchAssistants, assistant_body
 
-router = APIRouter(tags=["langgraph"])
+router = APIRouter(prefix=PREFIX, tags=["langgraph"])
 
 
 def _matches(body: dict[str, Any], query: SearchAssistants) -> bool:

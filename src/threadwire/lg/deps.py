@@ -27,6 +27,8 @@ from threadwire.ids import InvalidIdError, validate_thread_id
 from threadwire.lg.schemas import assistant_id
 from threadwire.store import RunRecord, ThreadRecord
 
+PREFIX: Final = "/lg"
+"""Where the LangGraph API is mounted; paths below it are LangGraph's own."""
 REMEMBERED_RUNS: Final = 10_000
 """Runs whose stream modes a node remembers for join_stream without `stream_mode`."""
 

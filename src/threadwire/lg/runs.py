@@ -20,6 +20,7 @@ from threadwire.events import dumps
 from threadwire.gateway import errors, logs
 from threadwire.gateway.http import JsonBody
 from threadwire.lg.deps import (
+    PREFIX,
     GatewayDep,
     LgState,
     StateDep,
@@ -56,7 +57,7 @@ WAIT_KEEPALIVE: Final = 5.0
 """Seconds between the blank lines that keep a runs.wait answer alive (as LangGraph)."""
 TRUE: Final = frozenset({"1", "true", "yes"})
 
-router = APIRouter(tags=["langgraph"])
+router = APIRouter(prefix=PREFIX, tags=["langgraph"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@ from threadwire.gateway import errors
 from threadwire.gateway.http import JsonBody
 from threadwire.ids import new_thread_id
 from threadwire.lg.deps import (
+    PREFIX,
     GatewayDep,
     UserDep,
     check_thread_id,
@@ -24,7 +25,7 @@ from threadwire.store.base import MAX_PAGE
 STATUS_PAGE = 50
 """Newest runs looked at for a thread's status."""
 
-router = APIRouter(tags=["langgraph"])
+router = APIRouter(prefix=PREFIX, tags=["langgraph"])
 
 
 class SearchThreads(LgRequest):
