@@ -1,6 +1,10 @@
 """End-to-end fan-out: threadwire beside python-socketio, Socket.IO on Node and a bare relay.
 
     .venv/bin/python benchmarks/bench_fanout.py [--quick] [--connections 500,2000]
+        [--profile-with PATH/TO/py-spy]
+
+About 5 minutes by default (500 and 2,000 connections, 3 s warm-up, 8 s window per
+phase); `--quick` takes about a minute (500 connections, 1 s warm-up, 2.5 s window).
 
 The same workload runs against every server, in the same run: `connections`
 WebSocket subscribers in rooms of 10 (threadwire: one thread per room, owned by its
@@ -29,6 +33,13 @@ limit) and to the best peer framework, then the issue's bars: with HTTP publish 
 least the best peer's deliveries/s; from in-process agents at least 0.8x the bare
 limit. Exit status 1 if a bar is missed.
 
+The machine is reported with the figures: "server waited" is the share of the window
+the server's threads were ready to run but waited for their CPU (other processes on
+a shared machine), and "deliveries per CPU-s" (deliveries over server CPU seconds) is
+the rate one whole core would sustain, the comparison that such contention disturbs
+least. `--profile-with` records threadwire's windows with py-spy (install it in a
+scratch venv: `pip install py-spy`) and prints where its time goes, by area.
+
 Needs node 20 and `npm ci` in benchmarks/node (run for you when node_modules is missing);
 without node the Socket.IO-on-Node peer is left out and the script says so.
 """
@@ -46,6 +57,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -57,6 +69,7 @@ ROOT: Final = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.fanout.profile import report  # noqa: E402
 from benchmarks.fanout.workload import (  # noqa: E402
     BARE,
     PEERS,
@@ -223,13 +236,17 @@ class Bench:
         self.scratch = scratch
         self.secret = os.urandom(24).hex()
         self.pad = pad_length()
+        self.profiles: list[Path] = []
+        self.profiles_dir: Path = args.profile_dir
         cpus = sorted(os.sched_getaffinity(0))
         self.server_cpus = {cpus[0]} if len(cpus) >= 2 else None
         self.client_cpus = {cpus[1]} if len(cpus) >= 2 else None
 
     def start_server(self, name: str, connections: int) -> Server:
         """Start `name` and wait until it listens."""
-        base_env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        # The servers run with their defaults: none of this shell's THREADWIRE_* settings.
+        base_env = {k: v for k, v in os.environ.items() if not k.startswith("THREADWIRE_")}
+        base_env["PYTHONPATH"] = str(ROOT)
         port = free_port()
         http_port = port
         log = self.scratch / f"{name}-{connections}.log"
@@ -270,6 +287,7 @@ class Bench:
     def measure(self, name: str, connections: int) -> list[PhaseResult]:
         """One server, one connection count: every phase, in one server process."""
         server = self.start_server(name, connections)
+        print(f"  server pid {server.process.pid}, port {server.ws_port}", file=sys.stderr)
         try:
             session = Session(
                 server=name,
@@ -295,11 +313,14 @@ class Bench:
                 log=self.scratch / f"loadgen-{name}-{connections}.log",
             )
             budget = 150 + len(session.phases) * (session.warmup + session.measure + 20)
+            watchdog = threading.Timer(budget, lambda: _signal_group(loadgen, signal.SIGKILL))
+            watchdog.start()
             try:
-                out, _ = loadgen.communicate(timeout=budget)
+                results = self.follow(loadgen, server, session)
+                loadgen.wait()
             finally:
+                watchdog.cancel()
                 self.processes.stop(loadgen)
-            results = [PhaseResult.from_json(line) for line in out.decode().splitlines() if line]
             if loadgen.returncode != 0 or len(results) != len(session.phases):
                 log = self.scratch / f"loadgen-{name}-{connections}.log"
                 tail = log.read_text(errors="replace")[-1500:]
@@ -307,6 +328,57 @@ class Bench:
             return results
         finally:
             self.processes.stop(server.process)
+
+    def follow(
+        self, loadgen: subprocess.Popen[bytes], server: Server, session: Session
+    ) -> list[PhaseResult]:
+        """Read the load generator's lines: window marks (profile then) and results."""
+        assert loadgen.stdout is not None
+        results = []
+        spy: subprocess.Popen[bytes] | None = None
+        recording = Path()
+        for raw in loadgen.stdout:
+            line = json.loads(raw)
+            if "mark" not in line:
+                results.append(PhaseResult.from_json(raw.decode()))
+            elif (
+                line["mark"] == "measuring"
+                and self.args.profile_with
+                and server.name == "threadwire"
+            ):
+                recording = (
+                    self.scratch
+                    / f"profile-{server.name}-{session.connections}-{line['phase']}.txt"
+                )
+                spy = self.processes.start(
+                    [
+                        str(self.args.profile_with),
+                        "record",
+                        "--pid",
+                        str(server.process.pid),
+                        "--duration",
+                        str(max(1, int(session.measure))),
+                        "--rate",
+                        "100",
+                        "--nonblocking",
+                        "--threads",
+                        "--format",
+                        "raw",
+                        "--output",
+                        str(recording),
+                    ],
+                    cpus=self.client_cpus,
+                    cwd=ROOT,
+                    log=recording.with_suffix(".log"),
+                )
+            elif line["mark"] == "measured" and spy is not None:
+                spy.wait(timeout=session.measure + 30)
+                self.processes.stop(spy)
+                spy = None
+                kept = self.profiles_dir / recording.name
+                shutil.copy(recording, kept)
+                self.profiles.append(kept)
+        return results
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -461,15 +533,31 @@ def machine() -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter windows (about a minute)")
-    parser.add_argument("--connections", default="500,2000", help="comma-separated [500,2000]")
+    parser.add_argument(
+        "--quick", action="store_true", help="500 connections, shorter windows (about a minute)"
+    )
+    parser.add_argument(
+        "--connections", default=None, help="comma-separated [500,2000; quick: 500]"
+    )
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
     parser.add_argument("--phases", default=",".join(PHASES), help="http,inproc or one of them")
     parser.add_argument("--window", type=int, default=8, help="events in flight per room [8]")
     parser.add_argument("--warmup", type=float, default=None, help="seconds [3; quick 1]")
     parser.add_argument("--measure", type=float, default=None, help="seconds [8; quick 2.5]")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    parser.add_argument(
+        "--profile-with",
+        type=Path,
+        default=None,
+        metavar="PY_SPY",
+        help="record threadwire's windows with this py-spy binary and summarise them",
+    )
+    parser.add_argument(
+        "--profile-dir", type=Path, default=Path("."), help="where recordings are kept [.]"
+    )
     args = parser.parse_args(argv)
+    if args.connections is None:
+        args.connections = "500" if args.quick else "500,2000"
     args.connections = [int(c) for c in args.connections.split(",") if c]
     args.servers = [s for s in args.servers.split(",") if s]
     args.phases = [p for p in args.phases.split(",") if p]
@@ -551,6 +639,9 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = bars(run)
     for statement, ok in verdicts:
         print(f"- {statement}: {'PASS' if ok else 'FAIL' if ok is False else 'n/a'}")
+    for recording in bench.profiles:
+        print()
+        print(report(recording))
     for name, why in run.skipped.items():
         print(f"- {name} left out: {why}")
     print(f"(ran {time.monotonic() - started:.0f} s)")

@@ -202,7 +202,8 @@ class LoadGen:
             self.errors.append(message)
 
     async def setup(self) -> None:
-        """threadwire: one user and one thread per room, tokens, one external run per room."""
+        """threadwire: one user and one thread per room, tokens, one external run per room
+        (recorded by a first event, before any subscriber connects)."""
         if self.session.server != "threadwire":
             return
         from threadwire.gateway.auth import issue_token
@@ -220,6 +221,20 @@ class LoadGen:
                     raise RuntimeError(f"creating a thread answered {status}: {body[:200]!r}")
                 room.name = json.loads(body)["thread_id"]
                 room.run_id = new_run_id(room.name)
+                # The external run's first sight (threadwire records it) is setup, not
+                # the steady state the HTTP phase measures.
+                first = {"run_id": room.run_id, "thread_id": room.name, "type": "bench_setup"}
+                raw = http_request(
+                    "POST",
+                    s.host,
+                    s.http_port,
+                    "/v1/events",
+                    json.dumps(first).encode(),
+                    self.service_token,
+                )
+                status, body = await client.request(raw)
+                if status != 202:
+                    raise RuntimeError(f"the first ingest answered {status}: {body[:200]!r}")
         finally:
             client.close()
 
@@ -355,11 +370,13 @@ class LoadGen:
         watcher = asyncio.create_task(self._watch_stalls())
 
         await asyncio.sleep(s.warmup)
+        _announce({"mark": "measuring", "phase": phase})
         start = _Mark.take(self)
         self.recording = True
         await asyncio.sleep(s.measure)
         self.recording = False
         end = _Mark.take(self)
+        _announce({"mark": "measured", "phase": phase})
 
         await self._stop(phase, [*workers, watcher])
         lost = sum(max(0, sub.room.published - sub.count) for sub in self.subscribers)
@@ -490,6 +507,11 @@ class _Mark:
             _run_queue_wait(pid),
             time.process_time(),
         )
+
+
+def _announce(mark: dict[str, str]) -> None:
+    """Tell the orchestrator where the window starts and ends (it may profile it)."""
+    print(json.dumps(mark), flush=True)
 
 
 def _server_cpu(pid: int) -> float:
