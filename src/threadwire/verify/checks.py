@@ -59,14 +59,22 @@ def _canonical_of(run_id: str, thread_id: str) -> bool:
     return parsed.is_canonical and parsed.thread_id == thread_id
 
 
+_EARLY: Final = {
+    "planned": ("not started", None),  # the load phase overran: noted in the report
+    "start_failed": ("start failed", "error"),
+    "unfinished": ("unfinished", "did not end within --settle-timeout"),
+    "refused": ("refused", None),  # counted against its run-ID form
+}
+"""Outcomes decided before looking at the store: (outcome, problem; "error": run.error)."""
+
+
 def _check_run(
     run: Run, events: list[dict[str, Any]], truth: Truth, steps: int
 ) -> tuple[str, str | None]:
     """The run's outcome and what is wrong with its stored events, if anything."""
-    if run.status in ("failed", "planned"):
-        return "not started", None if run.status == "planned" else run.error
-    if run.refused:
-        return "refused", None
+    early = _EARLY.get(run.status)
+    if early is not None:
+        return early[0], run.error if early[1] == "error" else early[1]
     types = [e["type"] for e in events]
     if not types:
         return "missing", "no stored events"
@@ -160,9 +168,13 @@ def fault_impact(
         for thread_id, events in truth.items()
         for e in events
     }
-    for fault in faults:
+    ordered = sorted(faults, key=lambda f: f.at)
+    for i, fault in enumerate(ordered):
+        following = ordered[i + 1] if i + 1 < len(ordered) else None
         start = fault.at
         end = (fault.back_at or fault.at) + FAULT_TAIL
+        if following is not None:
+            end = min(end, following.at)  # what comes after the next fault is its doing
         recoveries = []
         for sub in subscribers:
             for d in sub.counters.disconnects:

@@ -125,6 +125,9 @@ class Run:
     sent: int = 0
     refused: list[str] = field(default_factory=list)
     status: str = "planned"
+    """The verifier's view: planned, started, ended, start_failed, refused, unfinished."""
+    server_status: str | None = None
+    """The deployment's run status once it ended (completed, failed, cancelled)."""
     error: str | None = None
 
 
@@ -174,7 +177,7 @@ class Workload:
             else:
                 await self._ingest(run)
         except (Unreachable, RuntimeError) as exc:
-            run.status = "failed"
+            run.status = "start_failed"
             run.error = str(exc)[:300]
 
     async def _start_demo(self, run: Run) -> None:
@@ -217,7 +220,7 @@ class Workload:
             accepted = answer.json()["accepted"][0]
             run.accepted.append(accepted)
             run.run_id = accepted["run_id"]
-        run.status = "completed" if not run.refused else "refused"
+        run.status = "ended" if not run.refused else "refused"
 
     async def wait_for_runs(self, deadline: float) -> None:
         """Poll demo runs until each has ended, or until `deadline` (monotonic)."""
@@ -234,7 +237,8 @@ class Workload:
                     continue
                 status = answer.json().get("status") if answer.status_code == 200 else None
                 if status in ("completed", "failed", "cancelled"):
-                    run.status = str(status)
+                    run.status = "ended"
+                    run.server_status = str(status)
                 else:
                     still.append(run)
             pending = still
