@@ -106,6 +106,16 @@ async def test_a_missing_or_bad_api_key_is_401_streams_included(node: Node) -> N
     await owner.aclose()
 
 
+async def test_the_token_is_checked_before_the_body_is_read(node: Node) -> None:
+    async with httpx.AsyncClient(base_url=node.url + "/lg") as http:
+        for body in (b"{not json", b'{"no": "assistant"}'):
+            answer = await http.post("/threads/t1/runs/stream", content=body)
+            assert answer.status_code == 401, answer.text
+        keyed = {"x-api-key": node.token("alice"), "content-type": "application/json"}
+        answer = await http.post("/threads/t1/runs/stream", content=b"{not json", headers=keyed)
+        assert answer.status_code == 422 and answer.json()["code"] == "invalid_request"
+
+
 async def test_an_unknown_assistant_is_refused_everywhere_and_leaves_no_run(client: Any) -> None:
     thread = await client.threads.create()
     tid = thread["thread_id"]

@@ -3,13 +3,13 @@ assistants.get)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from threadwire.gateway.http import JsonBody
-from threadwire.lg.deps import PREFIX, GatewayDep, StateDep, UserDep, resolve_assistant
+from threadwire.lg.deps import PREFIX, GatewayDep, StateDep, UserDep, body_of, resolve_assistant
 from threadwire.lg.schemas import SearchAssistants, assistant_body
 
 router = APIRouter(prefix=PREFIX, tags=["langgraph"])
@@ -26,11 +26,13 @@ def _matches(body: dict[str, Any], query: SearchAssistants) -> bool:
 
 @router.post("/assistants/search")
 async def search_assistants(
-    gateway: GatewayDep, state: StateDep, user: UserDep, query: SearchAssistants | None = None
+    gateway: GatewayDep,
+    state: StateDep,
+    user: UserDep,
+    query: Annotated[SearchAssistants, Depends(body_of(SearchAssistants))],
 ) -> Response:
     """The registered agents as assistants, by name; honours `graph_id`, `name`,
     `metadata`, `limit`, `offset`, `sort_order`."""
-    query = query or SearchAssistants()
     found = [assistant_body(name, state.started_at) for name in gateway.registry.names()]
     found = [body for body in found if _matches(body, query)]
     if query.sort_order == "desc":

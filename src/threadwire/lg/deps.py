@@ -9,15 +9,18 @@ accepted too). Missing or bad: 401; a service token: 403. Checked before the bod
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections import OrderedDict
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, TypeVar
 from weakref import WeakKeyDictionary
 
 from fastapi import Depends, Header, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 
 from threadwire.events import utcnow
 from threadwire.gateway import errors, metrics
@@ -30,6 +33,8 @@ from threadwire.store import RunRecord, ThreadRecord
 PREFIX: Final = "/lg"
 """Where the LangGraph API is mounted; paths below it are LangGraph's own."""
 REMEMBERED_RUNS: Final = 10_000
+
+M = TypeVar("M", bound=BaseModel)
 """Runs whose stream modes a node remembers for join_stream without `stream_mode`."""
 
 
@@ -98,6 +103,25 @@ def get_user(
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 StateDep = Annotated[LgState, Depends(get_state)]
 UserDep = Annotated[str, Depends(get_user)]
+
+
+def body_of(model: type[M]) -> Callable[..., Awaitable[M]]:
+    """A dependency reading the JSON body into `model` only after the caller is
+    authenticated (a body FastAPI parsed itself would be refused before the 401)."""
+
+    async def parse(request: Request, user: UserDep) -> M:
+        raw = await request.body()
+        try:
+            data = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise errors.Problem(422, "invalid_request", f"the body is not JSON: {exc}") from exc
+        try:
+            return model.model_validate(data if data is not None else {})
+        except ValidationError as exc:
+            located = [{**err, "loc": ("body", *err["loc"])} for err in exc.errors()]
+            raise RequestValidationError(located) from exc
+
+    return parse
 
 
 def bad_id(exc: InvalidIdError, field: str) -> errors.Problem:

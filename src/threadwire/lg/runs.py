@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response, StreamingResponse
 
 from threadwire.events import dumps
@@ -25,6 +25,7 @@ from threadwire.lg.deps import (
     LgState,
     StateDep,
     UserDep,
+    body_of,
     check_thread_id,
     find_thread,
     readable_run,
@@ -58,6 +59,7 @@ WAIT_KEEPALIVE: Final = 5.0
 TRUE: Final = frozenset({"1", "true", "yes"})
 
 router = APIRouter(prefix=PREFIX, tags=["langgraph"])
+RunCreateBody = Annotated[RunCreate, Depends(body_of(RunCreate))]
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +167,7 @@ def _new_stream(
 
 @router.post("/threads/{thread_id}/runs")
 async def create_run(
-    gateway: GatewayDep, state: StateDep, user: UserDep, thread_id: str, body: RunCreate
+    gateway: GatewayDep, state: StateDep, user: UserDep, thread_id: str, body: RunCreateBody
 ) -> Response:
     """Start a run in the background; answers the Run (`pending`)."""
     plan = await _plan(gateway, user, thread_id, body)
@@ -179,7 +181,7 @@ async def create_run(
     responses={200: {"content": {SSE_MEDIA_TYPE: {}}, "description": "the run's parts"}},
 )
 async def stream_run(
-    gateway: GatewayDep, state: StateDep, user: UserDep, thread_id: str, body: RunCreate
+    gateway: GatewayDep, state: StateDep, user: UserDep, thread_id: str, body: RunCreateBody
 ) -> Response:
     """Start a run and stream it: one `metadata` part, then the parts of its events,
     until its terminal event. Disconnecting does not cancel it (unless `on_disconnect`
@@ -225,7 +227,7 @@ def _wait_body(
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_run(
-    gateway: GatewayDep, state: StateDep, user: UserDep, thread_id: str, body: RunCreate
+    gateway: GatewayDep, state: StateDep, user: UserDep, thread_id: str, body: RunCreateBody
 ) -> Response:
     """Start a run and answer its final values (`{"messages", "result"}`), or
     `{"__error__": {...}}` when it failed."""

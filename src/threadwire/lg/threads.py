@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from starlette.responses import Response
 
 from threadwire.gateway import errors
@@ -14,6 +14,7 @@ from threadwire.lg.deps import (
     PREFIX,
     GatewayDep,
     UserDep,
+    body_of,
     check_thread_id,
     find_thread,
     readable_thread,
@@ -44,11 +45,12 @@ async def _status(gateway: GatewayDep, thread: ThreadRecord) -> str:
 
 @router.post("/threads")
 async def create_thread(
-    gateway: GatewayDep, user: UserDep, body: CreateThread | None = None
+    gateway: GatewayDep,
+    user: UserDep,
+    body: Annotated[CreateThread, Depends(body_of(CreateThread))],
 ) -> Response:
     """Create a thread for the caller; `metadata` is kept. A taken ID answers 409,
     unless `if_exists="do_nothing"` and the caller owns it."""
-    body = body or CreateThread()
     for name in ("ttl", "supersteps"):
         if getattr(body, name) is not None:
             detail = f"threads.create with {name!r} is not supported"
@@ -78,10 +80,11 @@ async def get_thread(gateway: GatewayDep, user: UserDep, thread_id: str) -> Resp
 
 @router.post("/threads/search")
 async def search_threads(
-    gateway: GatewayDep, user: UserDep, body: SearchThreads | None = None
+    gateway: GatewayDep,
+    user: UserDep,
+    body: Annotated[SearchThreads, Depends(body_of(SearchThreads))],
 ) -> Response:
     """The caller's threads, newest first, filtered by `metadata` and `status`."""
-    body = body or SearchThreads()
     if body.limit < 0 or body.offset < 0:
         raise errors.Problem(422, "invalid_request", "limit and offset must not be negative")
     wanted = body.metadata or {}
