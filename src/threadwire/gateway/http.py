@@ -21,6 +21,7 @@ from threadwire.gateway.node import Gateway
 from threadwire.gateway.sse import SseStream
 from threadwire.ids import InvalidIdError, new_thread_id, validate_thread_id
 from threadwire.runtime.errors import IngestError
+from threadwire.runtime.ingest import json_fault
 from threadwire.store import RunRecord, ThreadExists, ThreadRecord
 from threadwire.store.base import MAX_PAGE
 
@@ -161,6 +162,17 @@ def _thread_id(value: str, field: str = "thread_id") -> str:
     return value
 
 
+def _json_object(value: dict[str, Any] | None, field: str) -> dict[str, Any]:
+    """A client's JSON object that can be stored and sent back (see `json_fault`); the
+    parser accepts NaN and lone surrogates that the store and the wire refuse."""
+    if value is None:
+        return {}
+    fault = json_fault(value)
+    if fault is not None:
+        raise errors.Problem(422, "invalid_request", f"{field} {fault}", field=field)
+    return value
+
+
 async def _readable_thread(gateway: Gateway, user: str, thread_id: str) -> ThreadRecord:
     thread = await gateway.store.get_thread(_thread_id(thread_id))
     if thread is None or thread.owner != user:
@@ -190,8 +202,9 @@ async def create_thread(
     """Create a thread owned by the caller; `thread_id` optional (threadwire picks one)."""
     body = body or CreateThread()
     thread_id = new_thread_id() if body.thread_id is None else _thread_id(body.thread_id)
+    metadata = _json_object(body.metadata, "metadata")
     try:
-        thread = await gateway.store.create_thread(thread_id, user, body.metadata or {})
+        thread = await gateway.store.create_thread(thread_id, user, metadata)
     except ThreadExists as exc:
         raise errors.Problem(
             409, "thread_exists", "that thread ID is taken", thread_id=thread_id
@@ -231,9 +244,10 @@ async def list_agents(gateway: GatewayDep, user: UserDep) -> Response:
 async def start_run(gateway: GatewayDep, user: UserDep, thread_id: str, body: StartRun) -> Response:
     """Start a run of a registered agent on the thread; its events follow on the thread."""
     await _readable_thread(gateway, user, thread_id)
+    run_input = _json_object(body.input, "input")
     with logs.bound(thread_id=thread_id):
         run = await gateway.supervisor.submit(
-            user_id=user, thread_id=thread_id, agent=body.agent, input=body.input or {}
+            user_id=user, thread_id=thread_id, agent=body.agent, input=run_input
         )
     return JsonBody(
         {"run_id": run.run_id, "thread_id": run.thread_id, "status": run.status},

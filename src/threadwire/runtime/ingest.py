@@ -10,7 +10,7 @@ canonical, stays under `data.legacy_run_id`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -40,6 +40,11 @@ from threadwire.store.base import RunRecord, RunStatus, Store
 
 MAX_BATCH: Final = 500
 MAX_IDEMPOTENCY_KEY: Final = 128
+MAX_JSON_DEPTH: Final = 64
+"""Deepest nesting of a client's JSON value (event data, thread metadata, run input), the
+value itself being level 1. Deeper values are refused before anything recurses over them:
+every event must stay readable by each subscriber's parser (Python's recursion limit,
+serde_json's 128, Ruby's default 100), not only by the node that stored it."""
 EXTERNAL_AGENT: Final = "external"
 """The agent name recorded for runs first seen through ingest (unless `run_queued` names one)."""
 LEGACY_RUN_ID_KEY: Final = "legacy_run_id"
@@ -258,10 +263,9 @@ def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], st
         data = {}
     if not isinstance(data, dict):
         raise IngestError(422, "invalid_event", "data must be a JSON object", index)
-    try:
-        dumps(data)
-    except (TypeError, ValueError):
-        raise IngestError(422, "invalid_event", "data is not valid JSON", index) from None
+    fault = json_fault(data)
+    if fault is not None:
+        raise IngestError(422, "invalid_event", f"data {fault}", index)
     thread_hint = item.get("thread_id")
     if thread_hint is not None:
         try:
@@ -275,6 +279,33 @@ def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], st
             raise _id_error(exc, index) from None
         raise IngestError(400, "empty", "run_id must be a string", index)
     return raw, type_, dict(data), thread_hint
+
+
+def json_fault(value: object, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why `value` cannot be stored and sent as wire JSON, or None when it can.
+
+    Refused: nesting deeper than `max_depth`, NaN and Infinity (the JSON parser takes
+    them, the wire codec and PostgreSQL do not), and text that is not UTF-8 (lone
+    surrogates from `\\ud800` escapes). The depth is measured without recursion, so no
+    input can exhaust the stack here.
+    """
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[object] = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > max_depth:
+            return f"is nested deeper than {max_depth} levels"
+        stack.extend((child, depth + 1) for child in children)
+    try:
+        dumps(value)
+    except (TypeError, ValueError):
+        return "is not valid JSON (NaN, Infinity, or text that is not UTF-8)"
+    return None
 
 
 def _prefer(thread_id: str | None) -> Resolver | None:
