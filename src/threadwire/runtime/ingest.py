@@ -233,13 +233,26 @@ def _check_request(events: object, key: object) -> None:
         raise IngestError(
             422, "invalid_request", f"expected 1 to {MAX_BATCH} events in a list", None
         )
-    if key is not None and (not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY):
+    if key is not None and not _is_key(key):
         raise IngestError(
             422,
             "invalid_request",
-            f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters",
+            f"idempotency_key must be a string of 1 to {MAX_IDEMPOTENCY_KEY} characters "
+            "of UTF-8 text without NUL",
             None,
         )
+
+
+def _is_key(key: object) -> bool:
+    """An idempotency key every store can hold: SQLite and PostgreSQL take only UTF-8
+    text (a lone surrogate cannot be encoded), and PostgreSQL no NUL character."""
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_IDEMPOTENCY_KEY or "\0" in key:
+        return False
+    try:
+        key.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], str | None]:
