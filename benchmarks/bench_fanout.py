@@ -108,7 +108,11 @@ class Run:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def add(self, result: PhaseResult) -> None:
-        self.results.setdefault((result.connections, result.phase), {})[result.server] = result
+        """Keep `result`, or the earlier round's if that one delivered more per second."""
+        rows = self.results.setdefault((result.connections, result.phase), {})
+        kept = rows.get(result.server)
+        if kept is None or result.rate > kept.rate:
+            rows[result.server] = result
 
 
 class Processes:
@@ -544,6 +548,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--window", type=int, default=8, help="events in flight per room [8]")
     parser.add_argument("--warmup", type=float, default=None, help="seconds [3; quick 1]")
     parser.add_argument("--measure", type=float, default=None, help="seconds [8; quick 2.5]")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure everything N times, servers interleaved, keep each one's best [1]",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument(
         "--profile-with",
@@ -621,11 +631,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"{args.window} events in flight per room; logs in {scratch}",
                 file=sys.stderr,
             )
-            for connections in args.connections:
-                for name in servers:
-                    print(f"- {name}, {connections} connections", file=sys.stderr, flush=True)
-                    for result in bench.measure(name, connections):
-                        run.add(result)
+            for round_ in range(1, args.rounds + 1):
+                for connections in args.connections:
+                    for name in servers:
+                        print(
+                            f"- round {round_}: {name}, {connections} connections",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                        for result in bench.measure(name, connections):
+                            run.add(result)
     except KeyboardInterrupt:
         print("interrupted: stopping every process", file=sys.stderr)
         processes.stop_all()

@@ -69,11 +69,14 @@ def area_of(frames: list[str]) -> str:
 @functools.cache
 def _source_line(path: str, line: int) -> str:
     """The source line of a frame whose path py-spy shortened (`asyncio/runners.py`)."""
-    for base in sys.path:
-        candidate = Path(base or ".") / path
-        if candidate.is_file():
-            return linecache.getline(str(candidate), line)
-    return linecache.getline(path, line)
+    try:
+        for base in sys.path:
+            candidate = Path(base or ".") / path
+            if candidate.is_file():
+                return linecache.getline(str(candidate), line)
+        return linecache.getline(path, line)
+    except (OSError, ValueError):  # frames of native or frozen code
+        return ""
 
 
 def is_idle(leaf: str) -> bool:
