@@ -253,3 +253,20 @@ async def test_lg_routes_are_counted_under_their_full_path(node: Node, client: A
     async with httpx.AsyncClient(base_url=node.url) as http:
         metrics = (await http.get("/metrics")).text
     assert 'route="/lg/assistants/search"' in metrics
+
+
+async def test_thread_values_state_and_history_follow_its_runs(client: Any) -> None:
+    tid = (await client.threads.create())["thread_id"]
+    assert (await client.threads.get(tid))["values"] is None
+    empty = await client.threads.get_state(tid)
+    assert empty["values"] == {} and empty["parent_checkpoint"] is None
+    first = await client.runs.wait(tid, "demo", input={**FAST, "prompt": "one"})
+    second = await client.runs.wait(tid, "demo", input={**FAST, "prompt": "two"})
+    runs = await client.runs.list(tid)
+    assert (await client.threads.get(tid))["values"] == second
+    state = await client.threads.get_state(tid)
+    assert state["values"] == second
+    assert state["checkpoint"]["checkpoint_id"] == runs[0]["run_id"]
+    assert state["parent_checkpoint"]["checkpoint_id"] == runs[1]["run_id"]
+    history = await client.threads.get_history(tid)
+    assert [h["values"] for h in history] == [second, first]

@@ -227,7 +227,12 @@ class RunView:
         if run.status == "failed":
             error = run.error or {}
             return {"__error__": {"error": error.get("code"), "message": error.get("message")}}
-        self._flush_quietly()
+        return self.snapshot(run)
+
+    def snapshot(self, run: RunRecord) -> dict[str, Any]:
+        """The values as they stand once the events so far are in (the thread's state)."""
+        if run.finished:
+            self._flush_quietly()
         if run.status == "completed":
             self.result = run.result
         return self.values()

@@ -136,8 +136,10 @@ def assistant_body(agent: str, created_at: datetime) -> dict[str, Any]:
     }
 
 
-def thread_body(thread: ThreadRecord, status: str = "idle") -> dict[str, Any]:
-    """A Thread: threadwire keeps events, not graph state, so `values` is null."""
+def thread_body(
+    thread: ThreadRecord, status: str = "idle", values: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A Thread; its `values` are those of its newest run (null before the first)."""
     stamp = format_ts(thread.created_at)
     return {
         "thread_id": thread.thread_id,
@@ -145,8 +147,36 @@ def thread_body(thread: ThreadRecord, status: str = "idle") -> dict[str, Any]:
         "updated_at": stamp,
         "metadata": thread.metadata,
         "status": status,
-        "values": None,
+        "values": values,
         "interrupts": {},
+    }
+
+
+def checkpoint(thread_id: str, run: RunRecord | None) -> dict[str, Any] | None:
+    """A run stands for a checkpoint: threadwire keeps runs and events, not graph state."""
+    if run is None:
+        return None
+    return {"thread_id": thread_id, "checkpoint_ns": "", "checkpoint_id": run.run_id}
+
+
+def state_body(
+    thread: ThreadRecord,
+    run: RunRecord | None,
+    values: dict[str, Any] | None,
+    parent: RunRecord | None = None,
+) -> dict[str, Any]:
+    """A ThreadState: the values after `run` (the thread's state at that run)."""
+    metadata = {} if run is None else {"run_id": run.run_id, "graph_id": run.agent}
+    return {
+        "values": values if values is not None else {},
+        "next": [],
+        "tasks": [],
+        "interrupts": [],
+        "metadata": metadata,
+        "created_at": format_ts(run.created_at) if run is not None else None,
+        "checkpoint": checkpoint(thread.thread_id, run)
+        or {"thread_id": thread.thread_id, "checkpoint_ns": "", "checkpoint_id": None},
+        "parent_checkpoint": checkpoint(thread.thread_id, parent),
     }
 
 

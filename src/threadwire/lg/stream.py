@@ -43,14 +43,11 @@ class Scanned:
     terminal_seq: int | None
 
 
-async def run_events(
-    store: Store, thread_id: str, run_id: str, *, after: int = 0, upto: int | None = None
+async def thread_events(
+    store: Store, thread_id: str, *, after: int = 0, upto: int | None = None
 ) -> AsyncIterator[Event]:
-    """The run's stored events with `after < seq <= upto`, in order, up to its terminal one.
-
-    The store has no index of events by run, so this reads the thread's events; a
-    thread's pruned prefix is skipped (its low-water mark), never raised as EventsGone.
-    """
+    """The thread's stored events with `after < seq <= upto`, in order, page by page; a
+    pruned prefix is skipped (the thread's low-water mark), never raised as EventsGone."""
     thread = await store.get_thread(thread_id)
     after = max(after, thread.low_seq if thread is not None else 0, 0)
     while upto is None or after < upto:
@@ -58,13 +55,34 @@ async def run_events(
         for event in page:
             if upto is not None and event.seq > upto:
                 return
-            if event.run_id == run_id:
-                yield event
-                if event.is_terminal:
-                    return
+            yield event
         if len(page) < MAX_PAGE:
             return
         after = page[-1].seq
+
+
+async def run_events(
+    store: Store, thread_id: str, run_id: str, *, after: int = 0, upto: int | None = None
+) -> AsyncIterator[Event]:
+    """The run's stored events with `after < seq <= upto`, up to its terminal one (the
+    store has no index of events by run, so this reads the thread's)."""
+    async for event in thread_events(store, thread_id, after=after, upto=upto):
+        if event.run_id == run_id:
+            yield event
+            if event.is_terminal:
+                return
+
+
+async def snapshots(gateway: Gateway, runs: list[RunRecord]) -> dict[str, dict[str, Any]]:
+    """The values of each of one thread's `runs` as they stand, in one read of the thread."""
+    if not runs:
+        return {}
+    views = {run.run_id: RunView(run, graph=is_graph_run(gateway, run)) for run in runs}
+    async for event in thread_events(gateway.store, runs[0].thread_id):
+        view = views.get(event.run_id)
+        if view is not None:
+            view.apply(event)
+    return {run.run_id: views[run.run_id].snapshot(run) for run in runs}
 
 
 async def scan_run(

@@ -19,7 +19,14 @@ from threadwire.lg.deps import (
     find_thread,
     readable_thread,
 )
-from threadwire.lg.schemas import CreateThread, LgRequest, thread_body, thread_status
+from threadwire.lg.schemas import (
+    CreateThread,
+    LgRequest,
+    state_body,
+    thread_body,
+    thread_status,
+)
+from threadwire.lg.stream import snapshots
 from threadwire.store import ThreadExists, ThreadRecord
 from threadwire.store.base import MAX_PAGE
 
@@ -27,6 +34,12 @@ STATUS_PAGE = 50
 """Newest runs looked at for a thread's status."""
 
 router = APIRouter(prefix=PREFIX, tags=["langgraph"])
+
+
+class History(LgRequest):
+    """Body of `POST /threads/{thread_id}/history`: the newest `limit` states."""
+
+    limit: int = 10
 
 
 class SearchThreads(LgRequest):
@@ -73,9 +86,42 @@ async def create_thread(
 
 @router.get("/threads/{thread_id}")
 async def get_thread(gateway: GatewayDep, user: UserDep, thread_id: str) -> Response:
-    """The caller's thread; 404 for a missing or foreign one."""
+    """The caller's thread with its newest run's values; 404 for a missing or foreign one."""
     thread = await readable_thread(gateway, user, thread_id)
-    return JsonBody(thread_body(thread, await _status(gateway, thread)))
+    runs = (await gateway.store.list_runs(thread.thread_id, limit=STATUS_PAGE)).items
+    values = (await snapshots(gateway, runs[:1])).get(runs[0].run_id) if runs else None
+    return JsonBody(thread_body(thread, thread_status(runs), values))
+
+
+@router.get("/threads/{thread_id}/state")
+async def get_state(gateway: GatewayDep, user: UserDep, thread_id: str) -> Response:
+    """The thread's state: the values of its newest run (`{}` before the first)."""
+    thread = await readable_thread(gateway, user, thread_id)
+    runs = (await gateway.store.list_runs(thread.thread_id, limit=2)).items
+    if not runs:
+        return JsonBody(state_body(thread, None, None))
+    values = await snapshots(gateway, runs[:1])
+    parent = runs[1] if len(runs) > 1 else None
+    return JsonBody(state_body(thread, runs[0], values[runs[0].run_id], parent))
+
+
+@router.post("/threads/{thread_id}/history")
+async def get_history(
+    gateway: GatewayDep,
+    user: UserDep,
+    thread_id: str,
+    body: Annotated[History, Depends(body_of(History))],
+) -> Response:
+    """The thread's states, newest first: one per run, the values after it."""
+    thread = await readable_thread(gateway, user, thread_id)
+    limit = min(max(body.limit, 0), MAX_PAGE)
+    runs = (await gateway.store.list_runs(thread.thread_id, limit=limit + 1)).items
+    values = await snapshots(gateway, runs[:limit])
+    states = [
+        state_body(thread, run, values[run.run_id], runs[i + 1] if i + 1 < len(runs) else None)
+        for i, run in enumerate(runs[:limit])
+    ]
+    return JsonBody(states)
 
 
 @router.post("/threads/search")
