@@ -21,7 +21,7 @@ def small_run(url: str, seed: int) -> VerifyConfig:
         duration=1.0,
         steps=3,
         delay_ms=5,
-        settle_timeout=5.0,
+        settle_timeout=20.0,
         seed=seed,
     )
 

@@ -109,6 +109,11 @@ class ThreadLedger:
             self.skipped |= self.session.missing
             self.session = None
 
+    def reached(self, head: int) -> bool:
+        """Whether the live session has received up to `head` (gaps or not)."""
+        s = self.session
+        return s is not None and s.high >= head
+
     def caught_up(self, head: int) -> bool:
         """Whether the live session has everything up to `head` (and no open gap)."""
         s = self.session

@@ -100,14 +100,18 @@ class Subscriber:
         self._pending: dict[str, deque[int]] = {}
         self._targets: dict[str, int] | None = None
         self._open_disconnect: Disconnect | None = None
+        self.reached = asyncio.Event()
+        """Set once every thread's live session got up to its stored head."""
         self.caught_up = asyncio.Event()
+        """Set once, moreover, no session has a gap left open."""
         self.subscribed = asyncio.Event()
         """Set once every thread has been subscribed (the first time)."""
 
     # -- settling -------------------------------------------------------------------
 
     def settle(self, heads: dict[str, int]) -> None:
-        """Stop injecting faults; set `caught_up` once every thread reached its head."""
+        """Stop injecting faults; set `reached` once every thread's session got to its
+        head, and `caught_up` once it has no gap either."""
         self.chaos_on = False
         self._targets = {t: heads.get(t, 0) for t in self.ledgers}
         self._check_caught_up()
@@ -116,6 +120,10 @@ class Subscriber:
         targets = self._targets
         if targets is None or self.caught_up.is_set():
             return
+        if not self.reached.is_set():
+            if not all(self.ledgers[t].reached(head) for t, head in targets.items()):
+                return
+            self.reached.set()
         if all(self.ledgers[t].caught_up(head) for t, head in targets.items()):
             self.caught_up.set()
 
