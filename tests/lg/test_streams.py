@@ -8,8 +8,9 @@ from typing import Any
 
 import httpx
 import pytest
+from langgraph_sdk import get_client
 from langgraph_sdk.errors import ConflictError
-from tests.gateway.harness import Node
+from tests.gateway.harness import Node, node_settings, serve_app
 from tests.lg.helpers import (
     FAST,
     SLOW,
@@ -249,3 +250,39 @@ async def test_cancelling_a_finished_run_is_refused_and_changes_nothing(client: 
     with pytest.raises(ConflictError):
         await client.runs.cancel(thread["thread_id"], run["run_id"])
     assert (await client.runs.get(thread["thread_id"], run["run_id"]))["status"] == "success"
+
+
+async def test_a_pending_run_can_be_cancelled_before_it_starts() -> None:
+    async with serve_app(node_settings(max_runs_per_user=1)) as node:
+        async with get_client(url=node.url + "/lg", api_key=node.token("alice")) as sdk:
+            tid = (await sdk.threads.create())["thread_id"]
+            running = await sdk.runs.create(tid, "demo", input=SLOW)
+            waiting = await sdk.runs.create(tid, "demo", input=FAST)
+            assert (await sdk.runs.get(tid, waiting["run_id"]))["status"] == "pending"
+            assert (await sdk.threads.get(tid))["status"] == "busy"
+            await sdk.runs.cancel(tid, waiting["run_id"], wait=True)
+            assert (await sdk.runs.get(tid, waiting["run_id"]))["status"] == "interrupted"
+            joined = sdk.runs.join_stream(
+                tid, waiting["run_id"], last_event_id="-1", stream_mode="custom"
+            )
+            parts = await collect(joined)
+            assert [d["type"] for d in customs(parts)] == ["run_queued", "run_cancelled"]
+            await sdk.runs.cancel(tid, running["run_id"], wait=True)
+
+
+async def test_join_stream_with_cancel_on_disconnect_cancels_when_the_client_goes(
+    client: Any,
+) -> None:
+    thread = await client.threads.create()
+    run = await client.runs.create(thread["thread_id"], "demo", input=SLOW)
+    joined = client.runs.join_stream(
+        thread["thread_id"],
+        run["run_id"],
+        last_event_id="-1",
+        stream_mode="custom",
+        cancel_on_disconnect=True,
+    )
+    await take_until(joined, "tool_executing")
+    await joined.aclose()
+    await client.runs.join(thread["thread_id"], run["run_id"])
+    assert (await client.runs.get(thread["thread_id"], run["run_id"]))["status"] == "interrupted"
