@@ -17,6 +17,7 @@ from starlette.responses import Response
 from threadwire.events import dumps
 from threadwire.gateway import errors, logs, metrics
 from threadwire.gateway.auth import Principal
+from threadwire.gateway.limits import MAX_SEQ
 from threadwire.gateway.node import Gateway
 from threadwire.gateway.sse import SseStream
 from threadwire.ids import InvalidIdError, new_thread_id, validate_thread_id
@@ -295,6 +296,7 @@ async def list_events(
     """Stored events after `after_seq`; `next_after_seq` is null once the head is reached."""
     await _readable_thread(gateway, user, thread_id)
     limit = min(limit, MAX_PAGE)
+    after_seq = min(after_seq, MAX_SEQ)
     events = await gateway.store.read_events(thread_id, after_seq=after_seq, limit=limit)
     next_after: int | None = None
     if len(events) == limit and events[-1].seq < await gateway.store.head_seq(thread_id):
@@ -322,6 +324,8 @@ async def stream_events(
     start = after_seq
     if last_event_id is not None and last_event_id.strip():
         start = _last_event_id(last_event_id)
+    if start is not None:
+        start = min(start, MAX_SEQ)
     if not gateway.user_connections.acquire(user):
         raise errors.Problem(429, "too_many_connections", "too many open streams for this user")
     stream = SseStream(gateway, user)

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Final
+
+MAX_SEQ: Final = 2**63 - 1
+"""The largest seq a store can hold (a signed 64-bit column). A client's larger
+`after_seq` asks for nothing more than this one does, and is clamped to it before it
+reaches a store that could not bind it."""
 
 
 class TokenBucket:

@@ -22,7 +22,7 @@ from threadwire.events import dumps
 from threadwire.gateway import logs, metrics
 from threadwire.gateway.auth import AuthError, Principal, bearer_token, verify_token
 from threadwire.gateway.hub import Subscription, Wire
-from threadwire.gateway.limits import TokenBucket
+from threadwire.gateway.limits import MAX_SEQ, TokenBucket
 from threadwire.ids import InvalidIdError, new_connection_id, validate_thread_id
 from threadwire.store import EventsGone
 
@@ -35,9 +35,6 @@ CLOSE_LAGGING: Final = 4008
 CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN: Final = 4403
 CLOSE_TOO_MANY_CONNECTIONS: Final = 4429
-
-MAX_SEQ: Final = 2**63 - 1
-"""The largest seq a store can hold (a signed 64-bit column)."""
 
 CLOSE_TIMEOUT: Final = 5.0
 """Seconds to wait for a close frame to leave before giving up on a stuck peer."""
@@ -404,9 +401,9 @@ def _seq(frame: dict[str, Any], key: str, *, required: bool) -> int | None:
         if required:
             raise BadFrame(f"missing {key}")
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQ:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BadFrame(f"{key} must be a non-negative integer, not {_quote(value)}")
-    seq: int = value
+    seq: int = min(value, MAX_SEQ)
     return seq
 
 
