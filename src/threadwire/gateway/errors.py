@@ -151,6 +151,12 @@ def install(app: FastAPI) -> None:
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400 and isinstance(exc.__cause__, ValueError | RecursionError):
+            # FastAPI's answer to a body json.loads cannot read (not UTF-8, nested beyond
+            # the parser's recursion limit, an integer over 4300 digits): the same 422 as
+            # any other body that is not JSON.
+            detail = "the body is not JSON: not UTF-8, nested too deeply, or too long a number"
+            return Problem(422, "invalid_request", detail).response()
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         return Problem(exc.status_code, code, str(exc.detail), headers=headers).response()
