@@ -375,6 +375,9 @@ def _parse_frame(text: str) -> dict[str, Any]:
         frame = json.loads(text)
     except ValueError as exc:
         raise BadFrame(f"not JSON: {exc}") from None
+    except RecursionError:
+        # `[[[[...` within --max-frame-bytes goes deeper than the parser's stack.
+        raise BadFrame("not JSON: nested too deeply") from None
     if not isinstance(frame, dict):
         raise BadFrame("a frame must be one JSON object")
     op = frame.get("op")
@@ -412,5 +415,8 @@ def _after_seq(frame: dict[str, Any]) -> int | None:
 
 
 def _quote(value: object, limit: int = 80) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    try:
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+    except (RecursionError, ValueError):  # a value nested about as deep as json.loads goes
+        text = f"a deeply nested {type(value).__name__}"
     return repr(text[:limit] + ("..." if len(text) > limit else ""))
