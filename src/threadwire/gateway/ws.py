@@ -267,17 +267,14 @@ class Connection:
             frame = _parse_frame(text)
             # Acks are cheap and may come once per event: only other frames are limited.
             if frame["op"] != "ack" and not self._rate.allow():
-                metrics.refusals.labels(metrics.REASON_RATE_LIMITED).inc()
-                self._send_control(
-                    {"type": "error", "code": "rate_limited", "message": "too many messages"}
-                )
+                self._rate_limited()
                 return
             await self._dispatch(frame)
         except BadFrame as exc:
             if self._rate.allow():
                 self._bad_request(str(exc))
             else:
-                metrics.refusals.labels(metrics.REASON_RATE_LIMITED).inc()
+                self._rate_limited()
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
         op = frame["op"]
@@ -337,9 +334,17 @@ class Connection:
     # -- answers ----------------------------------------------------------------------
 
     def _send_control(self, frame: dict[str, Any]) -> None:
-        if self._close is None:
-            self._queue.append(dumps(frame).decode())
-            self._wake.set()
+        if self._close is not None:
+            return
+        if len(self._queue) - self._events_queued >= self._capacity:
+            # A client that sends faster than it reads its answers would otherwise park
+            # every unread answer in memory: answers are bounded like events.
+            metrics.lagging_closes.labels("ws").inc()
+            logger.info("closing a connection that reads no answers", extra={"connection": self.id})
+            self.close(CLOSE_LAGGING, "lagging: answers are not being read")
+            return
+        self._queue.append(dumps(frame).decode())
+        self._wake.set()
 
     def _send_error_for(self, thread_id: str, exc: Exception) -> None:
         if isinstance(exc, EventsGone):
@@ -360,6 +365,12 @@ class Connection:
                 "message": "the thread's events cannot be read right now; subscribe again",
             }
         self._send_control(frame)
+
+    def _rate_limited(self) -> None:
+        metrics.refusals.labels(metrics.REASON_RATE_LIMITED).inc()
+        self._send_control(
+            {"type": "error", "code": "rate_limited", "message": "too many messages"}
+        )
 
     def _bad_request(self, message: str) -> None:
         metrics.refusals.labels(metrics.REASON_BAD_REQUEST).inc()
