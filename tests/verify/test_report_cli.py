@@ -79,3 +79,22 @@ def test_the_cli_refuses_bad_settings_with_exit_2(args: list[str], message: str)
     result = CliRunner().invoke(app, ["verify", *args], env={"THREADWIRE_JWT_SECRET": ""})
     assert result.exit_code == 2, result.output
     assert message in result.output
+
+
+def test_the_report_renders_its_verdict_forms_faults_and_failures() -> None:
+    from rich.console import Console
+
+    from threadwire.verify.display import progress_view, report_view
+    from threadwire.verify.runner import Progress
+
+    bad = report(
+        tally=Tally(expected=5, delivered=4, lost=1),
+        faults=[Fault("kill-node", "node-0", 1.0, offset_s=3.5, back_at=2.5, lost=1)],
+        examples=["lost: u/s0 never received t seq 3"],
+    )
+    console = Console(record=True, width=160)
+    console.print(report_view(bad))
+    console.print(progress_view(Progress("load", 1.5, 2, 4, 10, 1, 0, 1)))
+    text = console.export_text()
+    for expected in ("FAIL", "canonical", "kill-node", "1 lost", "never received", "runs 2/4"):
+        assert expected in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
@@ -11,13 +12,21 @@ from threadwire.verify.runner import Progress
 
 
 def progress_view(p: Progress) -> RenderableType:
-    """One line of live progress."""
-    return Text.assemble(
-        (f"{p.phase:<18}", "bold cyan"),
-        f" {p.elapsed:6.1f}s  runs {p.runs_started}/{p.runs_total}",
-        f"  events received {p.events_received}",
-        f"  reconnects {p.reconnects}  lagging {p.lagging_closes}  faults {p.faults}",
+    """Live progress: phase, a bar of runs started, counters."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_row(
+        Text(f"{p.phase:<18}", "bold cyan"),
+        Text(f"{p.elapsed:6.1f}s"),
+        ProgressBar(total=max(p.runs_total, 1), completed=p.runs_started, width=30),
+        Text(f"runs {p.runs_started}/{p.runs_total}"),
     )
+    grid.add_row(
+        "",
+        "",
+        Text(f"events received {p.events_received}"),
+        Text(f"reconnects {p.reconnects}  lagging {p.lagging_closes}  faults {p.faults}"),
+    )
+    return grid
 
 
 def _pct(value: float | None) -> str:
