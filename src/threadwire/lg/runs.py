@@ -19,6 +19,7 @@ from starlette.responses import Response, StreamingResponse
 from threadwire.events import dumps
 from threadwire.gateway import errors, logs
 from threadwire.gateway.http import JsonBody
+from threadwire.gateway.node import Gateway
 from threadwire.lg.deps import (
     PREFIX,
     GatewayDep,
@@ -64,7 +65,7 @@ RunCreateBody = Annotated[RunCreate, Depends(body_of(RunCreate))]
 
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """A checked request to start a run: nothing is created until `start`."""
+    """A checked request to start a run: nothing is created before `_start`."""
 
     thread: ThreadRecord | None
     thread_id: str
@@ -82,7 +83,7 @@ def _modes_or_422(raw: str | list[str] | None) -> tuple[str, ...]:
         raise errors.Problem(422, "unsupported_stream_mode", str(exc)) from exc
 
 
-async def _plan(gateway: GatewayDep, user: str, raw_thread: str, body: RunCreate) -> Plan:
+async def _plan(gateway: Gateway, user: str, raw_thread: str, body: RunCreate) -> Plan:
     """Check everything a new run needs, so a refusal leaves nothing behind."""
     option = body.unsupported()
     if option is not None:
@@ -106,7 +107,7 @@ async def _plan(gateway: GatewayDep, user: str, raw_thread: str, body: RunCreate
     return Plan(thread, thread_id, agent, input, modes, graph, body.on_disconnect == "cancel")
 
 
-async def _ensure_thread(gateway: GatewayDep, user: str, plan: Plan) -> ThreadRecord:
+async def _ensure_thread(gateway: Gateway, user: str, plan: Plan) -> ThreadRecord:
     """The run's thread; created for the caller when `if_not_exists="create"` asked."""
     if plan.thread is not None:
         return plan.thread
@@ -120,7 +121,7 @@ async def _ensure_thread(gateway: GatewayDep, user: str, plan: Plan) -> ThreadRe
 
 
 async def _start(
-    gateway: GatewayDep, state: LgState, user: str, thread: ThreadRecord, plan: Plan
+    gateway: Gateway, state: LgState, user: str, thread: ThreadRecord, plan: Plan
 ) -> RunRecord:
     with logs.bound(thread_id=thread.thread_id):
         run = await gateway.supervisor.submit(
@@ -146,7 +147,7 @@ def _stream_headers(run: RunRecord, modes: tuple[str, ...], cancel: bool) -> dic
     }
 
 
-def _cancel_later(gateway: GatewayDep, state: LgState, run_id: str) -> None:
+def _cancel_later(gateway: Gateway, state: LgState, run_id: str) -> None:
     async def cancel() -> None:
         try:
             await gateway.supervisor.cancel(run_id)
@@ -157,7 +158,7 @@ def _cancel_later(gateway: GatewayDep, state: LgState, run_id: str) -> None:
 
 
 def _new_stream(
-    gateway: GatewayDep, state: LgState, user: str, modes: tuple[str, ...], cancel: bool
+    gateway: Gateway, state: LgState, user: str, modes: tuple[str, ...], cancel: bool
 ) -> RunStream:
     if not gateway.user_connections.acquire(user):
         raise errors.Problem(429, "too_many_connections", "too many open streams for this user")
@@ -201,7 +202,7 @@ async def stream_run(
 
 
 def _wait_body(
-    gateway: GatewayDep, state: LgState, run: RunRecord, *, after: int, cancel: bool
+    gateway: Gateway, state: LgState, run: RunRecord, *, after: int, cancel: bool
 ) -> AsyncIterator[bytes]:
     """The final values once the run ends, blank lines until then (kept alive)."""
 

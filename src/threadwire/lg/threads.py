@@ -9,6 +9,7 @@ from starlette.responses import Response
 
 from threadwire.gateway import errors
 from threadwire.gateway.http import JsonBody
+from threadwire.gateway.node import Gateway
 from threadwire.ids import new_thread_id
 from threadwire.lg.deps import (
     PREFIX,
@@ -51,7 +52,7 @@ class SearchThreads(LgRequest):
     offset: int = 0
 
 
-async def _status(gateway: GatewayDep, thread: ThreadRecord) -> str:
+async def _status(gateway: Gateway, thread: ThreadRecord) -> str:
     page = await gateway.store.list_runs(thread.thread_id, limit=STATUS_PAGE)
     return thread_status(page.items)
 
