@@ -69,7 +69,8 @@ class Tamper:
         return wrapped
 
     def _sender(self, user: str, send: Send) -> Send:
-        held: list[Message] = []
+        held: dict[str, Message] = {}
+        """A reordered frame, by thread, until the thread's next event has gone out."""
 
         async def tampering_send(message: Message) -> None:
             event = _event(message)
@@ -79,16 +80,21 @@ class Tamper:
             if self.fired or event["seq"] != self.at_seq:
                 await send(message)
                 self._last_frame[user] = message
-                for late in held:  # a reorder: the held frame goes after the next one
+                late = held.pop(event["thread_id"], None)
+                if late is not None:
                     await send(late)
-                held.clear()
                 return
             await self._fire(user, message, event, send, held)
 
         return tampering_send
 
     async def _fire(
-        self, user: str, message: Message, event: dict[str, Any], send: Send, held: list[Message]
+        self,
+        user: str,
+        message: Message,
+        event: dict[str, Any],
+        send: Send,
+        held: dict[str, Message],
     ) -> None:
         where = f"{event['thread_id']} seq {event['seq']} to {user}"
         if self.mode == "misroute":
@@ -105,8 +111,8 @@ class Tamper:
             await send(message)
             self.detail = f"sent {where} twice"
         elif self.mode == "reorder":
-            held.append(message)
-            self.detail = f"held {where} back behind the next event"
+            held[event["thread_id"]] = message
+            self.detail = f"held {where} back behind the thread's next event"
         else:
             forged = {**event, "event_id": "evt_00000000000000000000000000"}
             await send({**message, "text": json.dumps({"type": "event", "event": forged})})
