@@ -1,8 +1,9 @@
 """Bearer tokens: HS256 JWTs whose `sub` is the user (or service) and `scope` its rights.
 
 Only HS256 is accepted (never `none`, never another algorithm), `sub` must be in the
-thread-ID grammar, `exp` is honoured. A token whose `scope` contains `events:write`
-is a service token: it may ingest events and nothing else.
+thread-ID grammar, `exp` is honoured: checked on every request, and a WebSocket or SSE
+stream opened with the token ends when it passes (decision 0100). A token whose `scope`
+contains `events:write` is a service token: it may ingest events and nothing else.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ class AuthError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who a token speaks for: `subject` (user or service name) and its scopes."""
+    """Who a token speaks for: `subject` (user or service name), its scopes, and until
+    when (`expires_at`, Unix seconds; None for a token without `exp`)."""
 
     subject: str
     scopes: frozenset[str]
+    expires_at: float | None = None
 
     @property
     def is_service(self) -> bool:
@@ -69,7 +72,7 @@ def verify_token(secret: str, token: str) -> Principal:
     except InvalidIdError as exc:
         raise AuthError(f"bad token subject ({exc.code})") from exc
     assert isinstance(subject, str)
-    return Principal(subject, _scopes(claims.get("scope")))
+    return Principal(subject, _scopes(claims.get("scope")), _expiry(claims.get("exp")))
 
 
 def bearer_token(authorization: str | None, access_token: str | None) -> str | None:
@@ -80,6 +83,17 @@ def bearer_token(authorization: str | None, access_token: str | None) -> str | N
             return value.strip()
         return None
     return access_token or None
+
+
+def _expiry(raw: object) -> float | None:
+    """`exp` as Unix seconds (PyJWT has checked that it is a number in the future); one
+    too large for a float (10**400) is as good as never."""
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        return None
+    try:
+        return float(raw)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _scopes(raw: object) -> frozenset[str]:

@@ -314,6 +314,7 @@ async def list_events(
 async def stream_events(
     gateway: GatewayDep,
     user: UserDep,
+    principal: Annotated[Principal, Depends(get_principal)],
     thread_id: str,
     after_seq: Annotated[int | None, Query(ge=0)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
@@ -328,7 +329,7 @@ async def stream_events(
         start = min(start, MAX_SEQ)
     if not gateway.user_connections.acquire(user):
         raise errors.Problem(429, "too_many_connections", "too many open streams for this user")
-    stream = SseStream(gateway, user)
+    stream = SseStream(gateway, user, expires_at=principal.expires_at)
     try:
         return await stream.open(thread_id, start)
     except BaseException:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
@@ -32,9 +33,11 @@ logger = logging.getLogger("threadwire.gateway")
 class SseStream:
     """A hub sink feeding one streaming response."""
 
-    def __init__(self, gateway: Gateway, user: str) -> None:
+    def __init__(self, gateway: Gateway, user: str, *, expires_at: float | None = None) -> None:
         self.gateway = gateway
         self.user = user
+        self.expires_at = expires_at
+        self._expiry: asyncio.TimerHandle | None = None
         self._queue: deque[Wire] = deque()
         self._capacity = max(1, gateway.settings.ws_queue_size)
         self._low_water = max(1, self._capacity // 2)
@@ -92,7 +95,16 @@ class SseStream:
         except EventsGone as exc:
             metrics.refusals.labels(metrics.REASON_GONE).inc()
             raise errors.gone(exc) from exc
+        if self.expires_at is not None:
+            delay = max(0.0, self.expires_at - time.time())
+            self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
         return _EventStream(self, self._body(), media_type="text/event-stream", headers=HEADERS)
+
+    def _expired(self) -> None:
+        """The token's `exp` passed: end the stream (a reconnect needs a fresh token)."""
+        metrics.refusals.labels(metrics.REASON_UNAUTHORIZED).inc()
+        self._trailer = b": error unauthorized\n\n"
+        self.close()
 
     def release(self) -> None:
         """Give back the subscription and the user's connection slot (idempotent)."""
@@ -100,6 +112,8 @@ class SseStream:
         if self._released:
             return
         self._released = True
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self._subscription is not None:
             self.gateway.hub.release(self._subscription)
         self.gateway.detach(self)

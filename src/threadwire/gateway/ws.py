@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
@@ -95,6 +96,7 @@ class Connection:
         self.gateway = gateway
         self.websocket = websocket
         self.user = principal.subject
+        self.expires_at = principal.expires_at
         self.id = new_connection_id()
         self.subscriptions: dict[str, Subscription] = {}
         self._queue: deque[Wire | str] = deque()
@@ -171,9 +173,12 @@ class Connection:
             logger.info("websocket connected", extra={"user": self.user})
             sender = asyncio.create_task(self._send_loop())
             reader = asyncio.create_task(self._read_loop())
+            expiry = self._watch_expiry()
             try:
                 await self._done.wait()
             finally:
+                if expiry is not None:
+                    expiry.cancel()
                 for task in (reader, sender):
                     task.cancel()
                 await asyncio.gather(reader, sender, return_exceptions=True)
@@ -188,6 +193,18 @@ class Connection:
                     "websocket closed",
                     extra={"user": self.user, "code": self._close[0] if self._close else None},
                 )
+
+    def _watch_expiry(self) -> asyncio.TimerHandle | None:
+        """The token's `exp` holds for the whole connection: close 4401 when it passes."""
+        if self.expires_at is None:
+            return None
+        delay = max(0.0, self.expires_at - time.time())
+        return asyncio.get_running_loop().call_later(delay, self._expired)
+
+    def _expired(self) -> None:
+        metrics.refusals.labels(metrics.REASON_UNAUTHORIZED).inc()
+        logger.info("closing a connection whose token expired", extra={"connection": self.id})
+        self.close(CLOSE_UNAUTHORIZED, "token expired")
 
     async def _send_close(self) -> None:
         if self._close is None or self._disconnected:
