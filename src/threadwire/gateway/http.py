@@ -369,7 +369,9 @@ async def ingest_events(
 
 def _last_event_id(value: str) -> int:
     text = value.strip()
-    if not text.isdigit() or len(text) > 19:
+    # isdigit() alone takes '²' (latin-1 superscripts reach us from raw header bytes),
+    # which int() refuses.
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
         raise errors.Problem(
             422, "invalid_request", f"Last-Event-ID must be a seq, not {text[:40]!r}"
         )
