@@ -33,6 +33,7 @@ from threadwire.store import Store
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
 access_log = logging.getLogger("threadwire.access")
+logger = logging.getLogger("threadwire.gateway")
 
 
 def create_app(
@@ -110,11 +111,12 @@ class GatewayMiddleware:
         request_id = new_request_id()
         start = time.perf_counter()
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, started = message["status"], True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message = {**message, "headers": headers}
@@ -126,6 +128,15 @@ class GatewayMiddleware:
         with logs.bound(request_id=request_id):
             try:
                 await self._handle(scope, receive, send_with_id)
+            except Exception:
+                if started:
+                    raise
+                # Answered here rather than by Starlette's outermost handler, whose
+                # response would bypass send_with_id and so lack X-Request-ID: the one
+                # answer a bug report most needs it on.
+                logger.exception("unhandled error answering %s %s", scope["method"], scope["path"])
+                internal = errors.Problem(500, "internal", "internal server error")
+                await internal.response()(scope, receive, send_with_id)
             finally:
                 route = _route(scope)
                 metrics.http_requests.labels(scope["method"], route, str(status)).inc()
