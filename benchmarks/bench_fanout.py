@@ -255,8 +255,7 @@ class Bench:
         http_port = port
         log = self.scratch / f"{name}-{connections}.log"
         if name == "threadwire":
-            home = self.scratch / f"threadwire-{connections}"
-            home.mkdir()
+            home = Path(tempfile.mkdtemp(prefix=f"threadwire-{connections}-", dir=self.scratch))
             rooms = connections // 10
             argv = [
                 venv_bin("threadwire"),
@@ -466,11 +465,11 @@ def print_tables(run: Run) -> None:
 
 def markdown(run: Run) -> str:
     """One Markdown table of every scenario (what docs/benchmarks.md shows)."""
-    head = ["connections", "publish", *HEADERS[:-1]]
+    head = ["connections", "publish", *HEADERS]
     out = ["| " + " | ".join(head) + " |", "| " + " | ".join(["---"] * len(head)) + " |"]
     for (connections, phase), rows in sorted(run.results.items()):
         for line in table_rows(rows):
-            out.append("| " + " | ".join([f"{connections:,}", phase, *line[:-1]]) + " |")
+            out.append("| " + " | ".join([f"{connections:,}", phase, *line]) + " |")
     return "\n".join(out)
 
 
