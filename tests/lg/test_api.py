@@ -15,12 +15,14 @@ from langgraph_sdk.errors import (
     ConflictError,
     NotFoundError,
     PermissionDeniedError,
+    RateLimitError,
     UnprocessableEntityError,
 )
 from tests.gateway.harness import Node, node_settings, serve_app
 from tests.lg.helpers import FAST, collect
 
 from threadwire.ids import new_run_id, parse_run_id
+from threadwire.lg import runs as lg_runs
 from threadwire.lg.schemas import NAMESPACE_GRAPH
 from threadwire.runtime import AgentError, RunContext, default_registry
 
@@ -270,3 +272,40 @@ async def test_thread_values_state_and_history_follow_its_runs(client: Any) -> N
     assert state["parent_checkpoint"]["checkpoint_id"] == runs[1]["run_id"]
     history = await client.threads.get_history(tid)
     assert [h["values"] for h in history] == [second, first]
+
+
+async def test_runs_wait_is_kept_alive_with_blank_lines_the_sdk_skips(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(lg_runs, "WAIT_KEEPALIVE", 0.01)
+    tid = (await client.threads.create())["thread_id"]
+    slow = {"prompt": "tides", "steps": 3, "delay_ms": 40}
+    assert (await client.runs.wait(tid, "demo", input=slow))["result"] == "Demo answer to: tides"
+
+
+async def test_more_refusals_are_4xx(client: Any) -> None:
+    tid = (await client.threads.create())["thread_id"]
+    run = await client.runs.create(tid, "demo", input=FAST)
+    await client.runs.join(tid, run["run_id"])
+    with pytest.raises(UnprocessableEntityError):
+        await client.runs.list(tid, status="paused")
+    with pytest.raises(UnprocessableEntityError, match="beyond"):
+        await collect(client.runs.join_stream(tid, run["run_id"], last_event_id="999999"))
+    with pytest.raises(UnprocessableEntityError, match="rollback"):
+        await client.runs.cancel(tid, run["run_id"], action="rollback")
+    with pytest.raises(UnprocessableEntityError, match="ttl"):
+        await client.threads.create(ttl=5)
+
+
+async def test_open_streams_per_user_are_limited() -> None:
+    async with serve_app(node_settings(max_connections_per_user=1)) as node:
+        async with get_client(url=node.url + "/lg", api_key=node.token("alice")) as sdk:
+            tid = (await sdk.threads.create())["thread_id"]
+            slow = {"prompt": "tides", "steps": 1000, "delay_ms": 50}
+            first = sdk.runs.stream(tid, "demo", input=slow, stream_mode="custom")
+            started = await anext(first)
+            with pytest.raises(RateLimitError):
+                await collect(sdk.runs.stream(tid, "demo", input=FAST))
+            await sdk.runs.cancel(tid, started.data["run_id"])
+            await collect(first)
+            assert len(await sdk.runs.list(tid)) == 1  # the refused stream started no run
