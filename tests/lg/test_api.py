@@ -19,7 +19,7 @@ from langgraph_sdk.errors import (
     UnprocessableEntityError,
 )
 from tests.gateway.harness import Node, node_settings, serve_app
-from tests.lg.helpers import FAST, collect
+from tests.lg.helpers import FAST, SLOW, collect
 
 from threadwire.ids import new_run_id, parse_run_id
 from threadwire.lg import runs as lg_runs
@@ -301,8 +301,7 @@ async def test_open_streams_per_user_are_limited() -> None:
     async with serve_app(node_settings(max_connections_per_user=1)) as node:
         async with get_client(url=node.url + "/lg", api_key=node.token("alice")) as sdk:
             tid = (await sdk.threads.create())["thread_id"]
-            slow = {"prompt": "tides", "steps": 1000, "delay_ms": 50}
-            first = sdk.runs.stream(tid, "demo", input=slow, stream_mode="custom")
+            first = sdk.runs.stream(tid, "demo", input=SLOW, stream_mode="custom")
             started = await anext(first)
             with pytest.raises(RateLimitError):
                 await collect(sdk.runs.stream(tid, "demo", input=FAST))
