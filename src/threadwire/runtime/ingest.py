@@ -187,7 +187,8 @@ class Ingestor:
             agent = EXTERNAL_AGENT
             for t, type_, data in plan:
                 if t is target and type_ == RUN_QUEUED and isinstance(data.get("agent"), str):
-                    agent = data["agent"][:64]
+                    # PostgreSQL text holds no NUL; the event itself keeps the name as sent.
+                    agent = data["agent"].replace("\0", "")[:64] or EXTERNAL_AGENT
                     break
             now = utcnow()
             run = RunRecord(
