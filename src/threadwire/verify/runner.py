@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import random
 import secrets
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -68,6 +69,8 @@ class _Run:
         self.phase = "starting"
         self.t0 = time.monotonic()
         self.notes: list[str] = []
+        self.keep_logs = True
+        """Keep the spawned nodes' logs (a failed or aborted run); else removed."""
 
     def progress(self) -> Progress:
         subs = self.subscribers
@@ -97,6 +100,7 @@ async def verify(config: VerifyConfig, on_progress: ProgressFn | None = None) ->
     try:
         async with _target(config, state) as (urls, cluster):
             report = await _drive(state, urls, cluster)
+            state.keep_logs = not report.ok
     finally:
         ticker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -133,7 +137,11 @@ async def _target(
         statuses = await cluster.stop()
         bad = {name: code for name, code in statuses.items() if code not in (0, None)}
         if bad:
-            state.notes.append(f"spawned processes exited with {bad} on SIGTERM; logs in {workdir}")
+            state.notes.append(f"spawned processes exited with {bad} on SIGTERM")
+        if bad or state.keep_logs:
+            state.notes.append(f"logs of the spawned processes: {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 async def _drive(state: _Run, urls: list[str], cluster: LocalCluster | None) -> Report:
