@@ -6,6 +6,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from threadwire.events import AGENT_MESSAGE, Event, utcnow
 from threadwire.ids import new_event_id, new_run_id, new_thread_id
 
@@ -59,3 +61,8 @@ async def wait_until(
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    """The current value of a metric sample in the default registry (0 when absent)."""
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0

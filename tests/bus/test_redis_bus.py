@@ -8,10 +8,9 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from prometheus_client import REGISTRY
 from redis.asyncio import Redis
-from tests.bus.conftest import MakeBus
-from tests.bus.helpers import Collector, make_events, thread, wait_until
+from tests.bus.fixtures import FAST, MakeBus
+from tests.bus.helpers import Collector, make_events, sample, thread, wait_until
 from tests.bus.redis_server import RedisServer, free_port
 
 from threadwire.bus import create_bus, keys
@@ -20,19 +19,6 @@ from threadwire.bus.link import LinkState, SupportsLink
 from threadwire.bus.redis import BusUnavailable, RedisBus, redact, split_namespace
 from threadwire.bus.wire import encode
 from threadwire.events import Event
-
-FAST = {
-    "health_interval": 0.2,
-    "backoff": (0.01, 0.1),
-    "connect_timeout": 1.0,
-    "flush_timeout": 0.2,
-}
-"""Options that make failure tests quick: detect a dead link in 0.4 s, retry often."""
-
-
-def sample(name: str, labels: dict[str, str] | None = None) -> float:
-    """The current value of a metric sample (0 when it has none yet)."""
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
 
 
 async def numsub(url: str, channel: str) -> int:

@@ -32,6 +32,7 @@ from threadwire.bus import keys
 from threadwire.bus import metrics as m
 from threadwire.bus.base import Listener
 from threadwire.bus.link import LinkListener, LinkState
+from threadwire.bus.tasks import cancel_and_wait
 from threadwire.bus.wire import BadMessage, decode_envelope, encode
 from threadwire.events import Event
 
@@ -146,15 +147,8 @@ class RedisBus:
                     await self.flush()
             except TimeoutError:
                 log.warning("bus closed with %d announcements unsent", len(self._outbox))
-        for task in (self._reader, self._writer):
-            if task is not None:
-                task.cancel()
-        for task in (self._reader, self._writer):
-            if task is not None:
-                try:
-                    await task
-                except asyncio.CancelledError:
-                    pass
+        await cancel_and_wait(self._reader)
+        await cancel_and_wait(self._writer)
         await self._drop_connection()
         self._set_link(False)
         m.outbox.dec(len(self._outbox))
