@@ -16,6 +16,7 @@ from threadwire.verify import VerifyConfig, parse_chaos, verify
 SECRET = "verify-test-secret-0123456789abcdef"
 
 
+@pytest.mark.slow
 async def test_the_cli_verifies_a_spawned_node_through_a_kill_and_exits_0(tmp_path: Path) -> None:
     report_path = tmp_path / "report.json"
     process = await asyncio.create_subprocess_exec(
@@ -65,6 +66,7 @@ def two_nodes(postgres_url: str, chaos: str) -> VerifyConfig:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_two_nodes_lose_nothing_when_one_is_killed_and_clients_move_to_the_other(
@@ -80,6 +82,7 @@ async def test_two_nodes_lose_nothing_when_one_is_killed_and_clients_move_to_the
     assert len(report.target) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
 async def test_two_nodes_lose_nothing_across_a_restart_of_the_redis_bus(postgres_url: str) -> None:
