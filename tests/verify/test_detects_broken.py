@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import sys
+from pathlib import Path
+
 import pytest
 from tests.gateway.harness import TEST_SECRET
 from tests.verify.broken import Tamper, serve_broken
@@ -78,3 +83,20 @@ async def test_an_honest_node_passes_the_same_run() -> None:
         report = await verify(small_run(url, seed=7))
     assert report.ok, report.failures
     assert report.success_rate == 1.0
+
+
+async def test_the_cli_exits_1_and_reports_the_loss_against_a_broken_server(tmp_path: Path) -> None:
+    tamper = Tamper("drop", at_seq=2)
+    async with serve_broken(tamper) as url:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "threadwire", "verify", "--url", url,
+            "--token-secret", TEST_SECRET, "--users", "2", "--threads", "1", "--runs", "3",
+            "--duration", "1s", "--json", str(tmp_path / "r.json"), "--quiet",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        output, _ = await process.communicate()
+    assert process.returncode == 1, output.decode()
+    assert "FAIL" in output.decode()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["ok"] is False and report["tally"]["lost"] == 1
+    assert "1 lost" in report["failures"]
