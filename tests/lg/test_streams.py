@@ -69,25 +69,37 @@ async def test_metadata_id_is_the_seq_the_run_started_after_on_a_busy_thread(
     assert int(parts[0].id) == parts[1].data["seq"] - 1 > 0
 
 
+@pytest.mark.parametrize("drop", ["close_iterator", "break_out", "close_http_client"])
 async def test_dropping_mid_stream_and_joining_with_last_event_id_has_no_gap_or_duplicate(
-    node: Node, client: Any
+    node: Node, drop: str
 ) -> None:
-    thread = await client.threads.create()
-    slow = {"prompt": "tides", "steps": 12, "delay_ms": 20}
-    stream = client.runs.stream(thread["thread_id"], "demo", input=slow, stream_mode="custom")
-    before = await take(stream, 6)
-    await stream.aclose()  # the client drops the connection mid-run
+    first: Any = get_client(url=node.url + "/lg", api_key=node.token("alice"))
+    thread = await first.threads.create()
+    slow: dict[str, Any] = {"prompt": "tides", "steps": 12, "delay_ms": 20}
+    stream = first.runs.stream(thread["thread_id"], "demo", input=slow, stream_mode="custom")
+    before: list[Any] = []
+    async for part in stream:
+        before.append(part)
+        if len(before) == 6:
+            break  # "break_out" leaves the stream suspended, its connection open
+    if drop == "close_iterator":
+        await stream.aclose()
+    elif drop == "close_http_client":
+        await first.http.client.aclose()
     run_id = before[0].data["run_id"]
-    after = await collect(
-        client.runs.join_stream(thread["thread_id"], run_id, last_event_id=before[-1].id)
-    )
+    async with get_client(url=node.url + "/lg", api_key=node.token("alice")) as second:
+        after = await collect(
+            second.runs.join_stream(thread["thread_id"], run_id, last_event_id=before[-1].id)
+        )
+        assert (await second.runs.get(thread["thread_id"], run_id))["status"] == "success"
     assert after, "the run went on after the drop"
     assert after[0].event == "custom"  # no second metadata part
     got = seqs(before) + seqs(after)
     events = run_events(await stored_events(node, "alice", thread["thread_id"]), run_id)
     assert got == [e["seq"] for e in events]  # stored then live: no gap, no duplicate
     assert customs(after)[-1]["type"] == "agent_completed"
-    assert (await client.runs.get(thread["thread_id"], run_id))["status"] == "success"
+    await stream.aclose()
+    await first.aclose()
 
 
 async def test_join_stream_of_a_finished_run_replays_after_last_event_id_and_closes(
