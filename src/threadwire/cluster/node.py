@@ -50,7 +50,7 @@ return 1
 
 @dataclass(frozen=True, slots=True)
 class ClusterSettings:
-    """Timings of cluster mode; the defaults suit a LAN (detection in about 7 s)."""
+    """Timings of cluster mode; the defaults suit a LAN (a dead node is handled within 8 s)."""
 
     heartbeat_interval: float = 1.0
     heartbeat_ttl: float = 5.0
