@@ -298,3 +298,19 @@ async def test_join_stream_with_cancel_on_disconnect_cancels_when_the_client_goe
     await joined.aclose()
     await client.runs.join(thread["thread_id"], run["run_id"])
     assert (await client.runs.get(thread["thread_id"], run["run_id"]))["status"] == "interrupted"
+
+
+async def test_shutdown_ends_open_run_streams() -> None:
+    async with serve_app(node_settings(database_url="memory://")) as node:
+        headers = {"x-api-key": node.token("alice")}
+        async with httpx.AsyncClient(base_url=node.url + "/lg", headers=headers) as http:
+            tid = (await http.post("/threads", json={})).json()["thread_id"]
+            body = {"assistant_id": "demo", "input": SLOW, "stream_mode": "custom"}
+            async with http.stream("POST", f"/threads/{tid}/runs/stream", json=body) as answer:
+                lines = answer.aiter_lines()
+                assert (await anext(lines)) == "event: metadata"
+                stopping = asyncio.create_task(node.stop())
+                async with asyncio.timeout(10):
+                    rest = [line async for line in lines]
+                    await stopping
+    assert "event: custom" in rest  # the run's events so far, then the stream ended
