@@ -3,7 +3,7 @@
 Each node holds one subscriber connection, owned by a reader task, and subscribes a
 thread's channel only while it has local listeners for that thread (reference
 counting). `publish` serializes each event once, delivers it to this node's listeners
-at once, and queues it for a writer task that pipelines PUBLISH commands to Redis;
+at once, and queues it in the outbox, whose task pipelines PUBLISH commands to Redis;
 other nodes deliver it from the message without reading the store.
 
 Pub/sub keeps nothing for a subscriber that is away, so the reader reconnects with
@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -32,7 +32,8 @@ from threadwire.bus import keys
 from threadwire.bus import metrics as m
 from threadwire.bus.base import Listener
 from threadwire.bus.link import LinkListener, LinkState
-from threadwire.bus.tasks import cancel_and_wait
+from threadwire.bus.outbox import Outbox
+from threadwire.bus.tasks import backoff_delay, cancel_and_wait
 from threadwire.bus.wire import BadMessage, decode_envelope, encode
 from threadwire.events import Event
 
@@ -82,8 +83,6 @@ class RedisBus:
         self._connect_timeout = connect_timeout
         self._health_interval = health_interval
         self._backoff = backoff
-        self._max_batch = max_batch
-        self._max_outbox = max_outbox
         self._flush_timeout = flush_timeout
 
         self._client: Redis | None = None
@@ -100,12 +99,10 @@ class RedisBus:
         self._link = LinkState(connected=False, generation=0)
         self._link_listeners: list[LinkListener] = []
         self._link_up = asyncio.Event()
-        self._outbox: deque[tuple[str, bytes]] = deque()
-        self._outbox_ready = asyncio.Event()
-        self._drained = asyncio.Event()
-        self._drained.set()
+        self._outbox = Outbox(
+            lambda: self.client, max_batch=max_batch, max_size=max_outbox, backoff=backoff
+        )
         self._reader: asyncio.Task[None] | None = None
-        self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
     # lifecycle
@@ -125,7 +122,7 @@ class RedisBus:
             self._client = None
             raise BusUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from exc
         self._reader = asyncio.create_task(self._run_reader(), name="threadwire-bus-reader")
-        self._writer = asyncio.create_task(self._run_writer(), name="threadwire-bus-writer")
+        self._outbox.start()
         try:
             await asyncio.wait_for(self._link_up.wait(), self._connect_timeout)
         except TimeoutError:
@@ -141,18 +138,10 @@ class RedisBus:
             return
         self._closed = True
         self._link_listeners.clear()
-        if self._writer is not None:
-            try:
-                async with asyncio.timeout(self._flush_timeout):
-                    await self.flush()
-            except TimeoutError:
-                log.warning("bus closed with %d announcements unsent", len(self._outbox))
+        await self._outbox.stop(self._flush_timeout)
         await cancel_and_wait(self._reader)
-        await cancel_and_wait(self._writer)
         await self._drop_connection()
         self._set_link(False)
-        m.outbox.dec(len(self._outbox))
-        self._outbox.clear()
         self._thread_listeners.clear()
         self._channel_thread.clear()
         self._raw_handlers.clear()
@@ -162,7 +151,7 @@ class RedisBus:
 
     async def flush(self) -> None:
         """Wait until every announcement queued so far reached Redis (bound it with a timeout)."""
-        await self._drained.wait()
+        await self._outbox.flush()
 
     async def ping(self) -> None:
         """Raise BusUnavailable unless Redis answers and the subscriber link is up."""
@@ -193,7 +182,7 @@ class RedisBus:
         sent_at = time.time()
         for event in events:
             channel = keys.thread_channel(self.namespace, event.thread_id)
-            self._enqueue(channel, encode(event.to_json(), origin=self.origin, sent_at=sent_at))
+            self._outbox.put(channel, encode(event.to_json(), origin=self.origin, sent_at=sent_at))
             for listener in tuple(self._thread_listeners.get(event.thread_id, ())):
                 _call(listener, event)
 
@@ -347,7 +336,7 @@ class RedisBus:
                 await self._drop_connection()
                 self._set_link(False)
             down_since = down_since if down_since is not None else time.monotonic()
-            await asyncio.sleep(self._delay(attempt))
+            await asyncio.sleep(backoff_delay(attempt, *self._backoff))
             attempt += 1
 
     async def _connect(self) -> AbstractConnection:
@@ -462,63 +451,6 @@ class RedisBus:
             m.disconnects.inc()
         for listener in tuple(self._link_listeners):
             _call(listener, self._link)
-
-    # the writer: queued announcements, pipelined
-
-    def _enqueue(self, channel: str, payload: bytes) -> None:
-        if len(self._outbox) >= self._max_outbox:
-            self._outbox.popleft()
-            m.outbox.dec()
-            m.messages_dropped.labels("outbox_full").inc()
-        self._outbox.append((channel, payload))
-        m.outbox.inc()
-        self._drained.clear()
-        self._outbox_ready.set()
-
-    async def _run_writer(self) -> None:
-        attempt = 0
-        while True:
-            if not self._outbox:
-                self._drained.set()
-                self._outbox_ready.clear()
-                await self._outbox_ready.wait()
-                continue
-            batch = [self._outbox.popleft() for _ in range(min(len(self._outbox), self._max_batch))]
-            try:
-                await self._send(batch)
-            except asyncio.CancelledError:
-                self._outbox.extendleft(reversed(batch))
-                raise
-            except Exception as exc:
-                self._outbox.extendleft(reversed(batch))
-                self._trim_outbox()
-                m.publish_errors.inc()
-                if attempt == 0:
-                    log.warning("publishing to Redis failed: %s; retrying", exc)
-                await asyncio.sleep(self._delay(attempt))
-                attempt += 1
-                continue
-            if attempt:
-                log.info("publishing to Redis works again")
-            attempt = 0
-            m.outbox.dec(len(batch))
-            m.messages_published.inc(len(batch))
-
-    async def _send(self, batch: Iterable[tuple[str, bytes]]) -> None:
-        async with self.client.pipeline(transaction=False) as pipe:
-            for channel, payload in batch:
-                pipe.publish(channel, payload)
-            await pipe.execute()
-
-    def _trim_outbox(self) -> None:
-        while len(self._outbox) > self._max_outbox:
-            self._outbox.popleft()
-            m.outbox.dec()
-            m.messages_dropped.labels("outbox_full").inc()
-
-    def _delay(self, attempt: int) -> float:
-        base, cap = self._backoff
-        return min(cap, base * 2.0 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
 
 
 def split_namespace(url: str) -> tuple[str, str | None]:

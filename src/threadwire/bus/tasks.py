@@ -1,4 +1,4 @@
-"""Stopping background tasks reliably.
+"""Background tasks: stopping them reliably, and how long to wait before a retry.
 
 A cancellation can be lost: on Python 3.11 `asyncio.wait_for` (which redis-py uses for
 socket writes) may swallow one when the awaited operation completes at the same moment,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -32,3 +33,14 @@ async def cancel_and_wait(task: asyncio.Task[Any] | None, *, within: float = 5.0
             return
     if not task.cancelled() and task.exception() is not None:
         log.error("task %s had failed", task.get_name(), exc_info=task.exception())
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Capped exponential backoff with jitter: about `base * 2**attempt`, at most `cap`.
+
+    >>> 0.025 <= backoff_delay(0, 0.05, 2.0) <= 0.05
+    True
+    >>> 1.0 <= backoff_delay(30, 0.05, 2.0) <= 2.0
+    True
+    """
+    return min(cap, base * 2.0 ** min(attempt, 16)) * random.uniform(0.5, 1.0)
