@@ -26,7 +26,13 @@ class Nodes:
     subscriber: Bus
 
 
-@pytest.fixture(params=["memory", "redis-one-node", "redis-two-nodes"])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis-one-node", marks=pytest.mark.redis),
+        pytest.param("redis-two-nodes", marks=pytest.mark.redis),
+    ]
+)
 async def nodes(request: pytest.FixtureRequest, namespace: str) -> AsyncIterator[Nodes]:
     """A publisher and a subscriber over each backend."""
     if request.param == "memory":

@@ -20,6 +20,8 @@ from threadwire.bus.redis import BusUnavailable, RedisBus, redact, split_namespa
 from threadwire.bus.wire import encode
 from threadwire.events import Event
 
+pytestmark = pytest.mark.redis
+
 
 async def numsub(url: str, channel: str) -> int:
     """How many connections are subscribed to `channel`, as Redis sees it."""

@@ -21,6 +21,8 @@ from threadwire.cluster.control import (
 )
 from threadwire.events import dumps
 
+pytestmark = pytest.mark.redis
+
 
 class Refusal(Exception):
     """An error with a `code`, as the runtime's refusals carry."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from tests.bus.fixtures import FAST, MakeBus
 from tests.bus.helpers import sample
 from tests.bus.redis_server import RedisServer
@@ -14,6 +15,8 @@ from threadwire.bus.redis import RedisBus
 from threadwire.cluster import metrics
 from threadwire.cluster.detector import DeadNodeDetector
 from threadwire.cluster.membership import Membership
+
+pytestmark = pytest.mark.redis
 
 
 class Calls:

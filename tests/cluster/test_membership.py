@@ -14,6 +14,8 @@ from threadwire.bus import keys
 from threadwire.cluster import metrics
 from threadwire.cluster.membership import Membership
 
+pytestmark = pytest.mark.redis
+
 
 async def test_a_joined_node_is_known_and_alive(redis_url: str, make_bus: MakeBus) -> None:
     bus = make_bus(redis_url)

@@ -27,6 +27,8 @@ from threadwire.runtime.coordinator import Coordinator
 from threadwire.store.base import RunRecord
 from threadwire.store.memory import MemoryStore
 
+pytestmark = pytest.mark.redis
+
 QUICK = ClusterSettings(
     heartbeat_interval=0.1,
     heartbeat_ttl=1.0,  # generous: a loaded CI machine must not make live nodes look dead
