@@ -379,6 +379,8 @@ async def test_close_sends_what_was_queued(redis_url: str, make_bus: MakeBus) ->
     with pytest.raises(BusUnavailable):
         await publisher.ping()
     await publisher.close()  # twice is fine
+    await publisher.publish(make_events(thread_id, [51]))  # after close: nothing, no error
+    assert sample(m.BUS_OUTBOX) >= 0
 
 
 async def test_namespaces_keep_clusters_apart(redis_url: str, make_bus: MakeBus) -> None:

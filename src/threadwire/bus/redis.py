@@ -179,6 +179,8 @@ class RedisBus:
         Never raises on a Redis outage: the store already holds the events, the writer
         retries, and nodes that missed them back-fill when their link comes back.
         """
+        if self._closed:
+            return
         sent_at = time.time()
         for event in events:
             channel = keys.thread_channel(self.namespace, event.thread_id)
