@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml constraints.txt
 install: $(STAMP) ## create .venv and install threadwire with its dev tools
 
 run: $(STAMP) ## serve on 127.0.0.1:8000 with the embedded SQLite store
-	$(BIN)/threadwire serve --host $(HOST) --port $(PORT) --print-demo-token
+	THREADWIRE_LOG_JSON=$${THREADWIRE_LOG_JSON:-false} \
+	  $(BIN)/threadwire serve --host $(HOST) --port $(PORT) --print-demo-token
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
