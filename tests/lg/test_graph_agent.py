@@ -16,9 +16,9 @@ from tests.gateway.harness import Node, node_settings, serve_app
 from tests.lg.graphs import ANSWER, CALL_ID
 from tests.lg.helpers import collect, customs, run_events, stored_events, take, take_until
 
-from threadwire.lg.graph_agent import GraphAgent, to_jsonable
 from threadwire.runtime import ENTRY_POINT_GROUP, AgentRegistry
 from threadwire.runtime import registry as registry_module
+from threadwire.runtime.agents.langgraph import GraphAgent, to_jsonable
 
 AGENTS = (
     "react=tests.lg.graphs:graph",

@@ -43,7 +43,7 @@ JOIN_FALLBACK_MODES: Final = (VALUES, UPDATES, MESSAGES_TUPLE, CUSTOM)
 know (not started through /lg here): LangGraph's "union of all modes"."""
 
 GRAPH_UPDATE: Final = "graph_update"
-"""Event type of a LangGraph node's update (see graph_agent.py); it is the update part."""
+"""Event type of a LangGraph node's update (runtime/agents/langgraph.py): the update part."""
 TOOLS_NODE: Final = "tools"
 
 _ROLES: Final = {

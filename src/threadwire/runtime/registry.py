@@ -151,11 +151,11 @@ class AgentRegistry:
 
 
 def _graph_as_agent(obj: Any) -> Any:
-    """A compiled LangGraph graph wrapped as an agent (threadwire.lg.graph_agent, imported
+    """A compiled LangGraph graph wrapped as an agent (threadwire.runtime.agents.langgraph, imported
     only then: langgraph stays optional); anything else as it is."""
     if callable(obj) or not callable(getattr(obj, "astream", None)):
         return obj
-    from threadwire.lg.graph_agent import GraphAgent, is_compiled_graph
+    from threadwire.runtime.agents.langgraph import GraphAgent, is_compiled_graph
 
     return GraphAgent(obj) if is_compiled_graph(obj) else obj
 
