@@ -152,7 +152,9 @@ def register(app: typer.Typer) -> None:
             shutdown_grace=shutdown_grace,
             trace_url=trace_url,
         )
-        asyncio.run(run_server(settings, print_demo_token=print_demo_token))
+        from threadwire.gateway.server import run_event_loop
+
+        run_event_loop(run_server(settings, print_demo_token=print_demo_token))
 
     @app.command()
     def token(
