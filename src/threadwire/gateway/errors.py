@@ -30,6 +30,10 @@ _RUNTIME_STATUS: Final = {
     "run_finished": 409,
     "run_elsewhere": 409,
     "shutting_down": 503,
+    # A cancel the node executing the run did not answer (cluster mode, ADR 0065):
+    "node_unreachable": 503,
+    "node_timeout": 504,
+    "node_error": 502,
 }
 
 logger = logging.getLogger("threadwire.gateway")

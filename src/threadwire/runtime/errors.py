@@ -55,6 +55,25 @@ class RunElsewhere(RuntimeRefusal):
         self.node_id = node_id
 
 
+class CancelNotDelivered(RuntimeRefusal):
+    """A cancel for a run of another node did not get an answer from that node.
+
+    `code` says why: `node_unreachable` (no node listens under the owner's ID: it died,
+    and the cluster will end the run, or it is reconnecting to Redis; HTTP 503) or
+    `node_timeout` (it did not answer in time and may still cancel the run; HTTP 504).
+    Either way the caller may retry; the run's own state is unchanged by this answer.
+    """
+
+    def __init__(self, run_id: str, node_id: str, code: str, detail: str) -> None:
+        super().__init__(
+            f"could not reach node {_quote(node_id)}, which executes run {_quote(run_id)}: "
+            f"{detail}"
+        )
+        self.code = code
+        self.run_id = run_id
+        self.node_id = node_id
+
+
 class ShuttingDown(RuntimeRefusal):
     """The supervisor stopped accepting runs because the node is shutting down (HTTP 503)."""
 

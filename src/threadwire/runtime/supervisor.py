@@ -14,6 +14,7 @@ import inspect
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -42,6 +43,10 @@ log = logging.getLogger("threadwire.runtime")
 
 DEFAULT_NODE_ID: Final = "local"
 StopReason = Literal["cancelled", "shutdown"]
+
+RemoteCancel = Callable[[str, str], Awaitable[RunRecord]]
+"""Cancel `run_id` on node `node_id` (cluster mode); returns the run once cancelled, raises
+runtime refusals (RunFinished, NotFound, CancelNotDelivered)."""
 
 _STATUS_OF_TERMINAL: Final[dict[str, RunStatus]] = {
     AGENT_COMPLETED: "completed",
@@ -107,6 +112,9 @@ class Supervisor:
         self.cancel_grace = cancel_grace
         """How long a cancelled or timed-out agent gets to unwind before its run ends."""
         self.node_id = node_id or DEFAULT_NODE_ID
+        self.remote_cancel: RemoteCancel | None = None
+        """Set in cluster mode: how `cancel` reaches the node that executes a run; unset,
+        cancelling another node's run raises RunElsewhere."""
         self._runs: dict[str, _Run] = {}
         self._queue: deque[_Run] = deque()
         self._running = 0
@@ -373,9 +381,13 @@ class Supervisor:
         metrics.runs_total.labels(agent=record.agent, status=outcome.status).inc()
         return final
 
-    async def cancel(self, run_id: str) -> RunRecord:
+    async def cancel(self, run_id: str, *, route: bool = True) -> RunRecord:
         """Cancel a queued or running run; returns it `cancelled` once `run_cancelled` is
-        written. Raises RunFinished for a finished run, NotFound for an unknown one."""
+        written. Raises RunFinished for a finished run, NotFound for an unknown one.
+
+        A run of another node goes to that node through `remote_cancel` (when set and
+        `route`; the owner's own handler passes `route=False`, so a request never bounces
+        between nodes), else raises RunElsewhere."""
         run = self._runs.get(run_id)
         if run is None:
             record = await self.store.get_run(run_id)
@@ -383,7 +395,7 @@ class Supervisor:
                 raise NotFound(run_id)
             run = self._runs.get(record.run_id)
             if run is None:
-                return await self._cancel_unowned(record)
+                return await self._cancel_unowned(record, route=route)
         async with run.lock:  # a submit still announcing the run finishes first
             pass
         if run in self._queue:
@@ -401,10 +413,12 @@ class Supervisor:
             raise RunFinished(final.run_id, final.status)
         return final
 
-    async def _cancel_unowned(self, record: RunRecord) -> RunRecord:
+    async def _cancel_unowned(self, record: RunRecord, *, route: bool) -> RunRecord:
         if record.finished:
             raise RunFinished(record.run_id, record.status)
         if record.node_id is not None and record.node_id != self.node_id:
+            if route and self.remote_cancel is not None:
+                return await self.remote_cancel(record.run_id, record.node_id)
             raise RunElsewhere(record.run_id, record.node_id)
         return await self._end_unowned(record, _cancelled("cancelled"))
 
