@@ -40,6 +40,14 @@ class Settings:
     max_body_bytes: int = 1024 * 1024
     sse_keepalive: float = 15.0
     node_id: str | None = None
+    """This node's ID in a cluster (runs, heartbeats and cancels go by it); None: "local"
+    on a single node, generated (host, pid, random) in cluster mode."""
+    heartbeat_interval: float = 1.0
+    """Cluster mode: seconds between this node's heartbeats (and dead-node checks)."""
+    heartbeat_ttl: float = 5.0
+    """Cluster mode: a node whose heartbeat is this old is presumed dead..."""
+    dead_node_grace: float = 2.0
+    """...and declared dead (its runs ended `node_lost`) once missing this much longer."""
     log_level: str = "INFO"
     log_json: bool = True
     chat_base_url: str | None = None
@@ -97,7 +105,15 @@ _INTS = {
     "max_connections_per_user",
     "max_body_bytes",
 }
-_FLOATS = {"run_timeout", "shutdown_grace", "max_messages_per_second", "sse_keepalive"}
+_FLOATS = {
+    "run_timeout",
+    "shutdown_grace",
+    "max_messages_per_second",
+    "sse_keepalive",
+    "heartbeat_interval",
+    "heartbeat_ttl",
+    "dead_node_grace",
+}
 
 
 def _coerce(name: str, raw: str) -> Any:

@@ -21,6 +21,7 @@ def settings_from_options(
     port: int | None = None,
     database_url: str | None = None,
     bus_url: str | None = None,
+    node_id: str | None = None,
     agents: list[str] | None = None,
     id_formats: str | None = None,
     max_concurrent_runs: int | None = None,
@@ -40,6 +41,7 @@ def settings_from_options(
         port=port,
         database_url=database_url,
         bus_url=bus_url,
+        node_id=node_id,
         agents=tuple(agents) if agents else None,
         id_formats=formats,
         max_concurrent_runs=max_concurrent_runs,
@@ -108,6 +110,10 @@ def register(app: typer.Typer) -> None:
         bus_url: Annotated[
             str | None, typer.Option(help="redis://... for cluster mode; absent: single node")
         ] = None,
+        node_id: Annotated[
+            str | None,
+            typer.Option(help="this node's ID in a cluster, unique per live node [generated]"),
+        ] = None,
         agent: Annotated[
             list[str] | None,
             typer.Option(help="register an agent, module:callable (repeatable)"),
@@ -142,6 +148,7 @@ def register(app: typer.Typer) -> None:
             port=port,
             database_url=database_url,
             bus_url=bus_url,
+            node_id=node_id,
             agents=agent,
             id_formats=id_formats,
             max_concurrent_runs=max_concurrent_runs,
