@@ -1,17 +1,24 @@
 """One node's wiring: store, bus, coordinator, hub, supervisor, ingestor, open clients.
 
-`Gateway` owns the order of startup (store, bus, supervisor) and of shutdown: stop
-accepting, close WebSockets with 1001, end SSE streams, let runs finish or cancel
-them within the grace period, then close the bus and the store.
+`Gateway` owns the order of startup (store, bus, then the supervisor, which in cluster
+mode starts under the cluster node's recovery lock before the node joins) and of
+shutdown: stop accepting, close WebSockets with 1001, end SSE streams, let runs finish
+or cancel them within the grace period, leave the cluster, then close the bus and the
+store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
+import secrets
+import socket
+import sys
 import time
-from collections.abc import Sequence
-from typing import Any, Protocol, cast
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
 from threadwire.bus import Bus, create_bus
 from threadwire.config import Settings
@@ -23,10 +30,18 @@ from threadwire.ids import CANONICAL
 from threadwire.ids import registry as id_registry
 from threadwire.runtime import AgentRegistry, Ingestor, Supervisor, registry_from_settings
 from threadwire.runtime.coordinator import Coordinator
+from threadwire.runtime.supervisor import DEFAULT_NODE_ID
 from threadwire.store import Store, create_store
 from threadwire.traces import create_trace_sink
 
+if TYPE_CHECKING:
+    from threadwire.bus.redis import RedisBus
+    from threadwire.gateway.cluster import GatewayCluster
+
 logger = logging.getLogger("threadwire.gateway")
+
+NODE_ID_GRAMMAR: Final = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""Node IDs name Redis keys (`{ns}:node:{id}`): no `:`, so no ID is another's key."""
 
 
 class Client(Protocol):
@@ -50,6 +65,8 @@ class Gateway:
         self.settings = settings
         self.store = store or create_store(settings.database_url)
         self.bus = bus or create_bus(settings.bus_url)
+        self.redis_bus = _redis_bus(self.bus)
+        self.node_id = resolve_node_id(settings.node_id, clustered=self.redis_bus is not None)
         self.traces = (
             create_trace_sink(settings.trace_url, lookup_run=self.store.get_run)
             if settings.trace_url
@@ -69,7 +86,7 @@ class Gateway:
             max_concurrent_runs=settings.max_concurrent_runs,
             max_runs_per_user=settings.max_runs_per_user,
             run_timeout=settings.run_timeout,
-            node_id=settings.node_id,
+            node_id=self.node_id,
         )
         self.ingestor = Ingestor(self.store, self.coordinator)
         self.secret = settings.resolve_jwt_secret()
@@ -78,11 +95,16 @@ class Gateway:
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self.cluster: GatewayCluster | None = None
+        self.on_fenced: Callable[[], None] | None = None
+        """Cluster mode: what to do when this node learns it was declared dead; None
+        exits the process (`gateway.cluster.exit_fenced`). Tests replace it."""
         self._started = False
         self._stopped = False
 
     async def start(self) -> None:
-        """Open the store and the bus, then let the supervisor recover unfinished runs."""
+        """Open the store and the bus, then let the supervisor recover unfinished runs;
+        in cluster mode under the node's recovery lock, then join the cluster."""
         if self.settings.id_formats is not None:
             apply_id_formats(self.settings.id_formats)
         await self.store.open()
@@ -90,14 +112,36 @@ class Gateway:
             await self.bus.open()
             if self.traces is not None:
                 await self.traces.start()
-            await self.supervisor.start()
+            if self.redis_bus is not None:
+                self.cluster = self._cluster(self.redis_bus)
+                await self.cluster.start()
+            else:
+                await self.supervisor.start()
         except BaseException:
+            await self.bus.close()
             await self.store.close()
             raise
         self._started = True
         logger.info(
             "node started",
-            extra={"store": _redact(self.store.url), "bus": _redact(self.bus.url)},
+            extra={
+                "node_id": self.node_id,
+                "store": _redact(self.store.url),
+                "bus": _redact(self.bus.url),
+            },
+        )
+
+    def _cluster(self, bus: RedisBus) -> GatewayCluster:
+        from threadwire.gateway.cluster import GatewayCluster, cluster_settings, exit_fenced
+
+        return GatewayCluster(
+            bus,
+            self.node_id,
+            self.store,
+            self.coordinator,
+            self.supervisor,
+            cluster_settings(self.settings),
+            on_fenced=self.on_fenced or exit_fenced,
         )
 
     def attach(self, client: Client) -> None:
@@ -133,6 +177,8 @@ class Gateway:
         await self.drain()
         if self._started:
             await self.supervisor.shutdown(self.settings.shutdown_grace)
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self.traces is not None:
             await self.traces.close()
         await self.hub.close()
@@ -150,9 +196,34 @@ class Gateway:
                 checks[name] = "ok"
             except Exception as exc:
                 checks[name] = f"error: {type(exc).__name__}: {exc}"[:200]
+        if self.cluster is not None and self.cluster.fenced:
+            checks["cluster"] = "error: this node was declared dead"
         if self.draining:
             checks["node"] = "draining"
         return checks
+
+
+def resolve_node_id(configured: str | None, *, clustered: bool) -> str:
+    """This node's ID: the configured one (checked), else "local" on a single node, else
+    one generated from the host name, the PID and a random suffix (logged at start)."""
+    if configured is not None:
+        if not NODE_ID_GRAMMAR.fullmatch(configured):
+            raise ValueError(
+                f"node ID {configured[:80]!r} must be 1 to 64 characters of A-Z a-z 0-9 . _ -"
+            )
+        return configured
+    if not clustered:
+        return DEFAULT_NODE_ID
+    host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:40] or "node"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _redis_bus(bus: Bus) -> RedisBus | None:
+    """`bus` if it is a RedisBus (cluster mode); never imports redis for a memory bus."""
+    module = sys.modules.get("threadwire.bus.redis")
+    if module is None:  # never imported, so `bus` cannot be one
+        return None
+    return cast("RedisBus", bus) if isinstance(bus, module.RedisBus) else None
 
 
 def apply_id_formats(names: Sequence[str]) -> None:
