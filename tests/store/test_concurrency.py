@@ -69,11 +69,11 @@ async def sql_store(sql_url: str) -> AsyncIterator[SqlStore]:
 
 
 class _Commits:
-    """Counts the transactions the engine commits."""
+    """Counts the transactions the store's append engine commits."""
 
     def __init__(self, store: SqlStore) -> None:
         self.count = 0
-        self._engine = store.engine.sync_engine
+        self._engine = store.write_engine
         event.listen(self._engine, "commit", self._on_commit)
 
     def _on_commit(self, _conn: Any) -> None:

@@ -4,6 +4,10 @@ Seqs come from `threads.last_seq`, read under a row lock (`SELECT ... FOR UPDATE
 thread-ID order, so writers in several processes queue instead of deadlocking; on
 SQLite `BEGIN IMMEDIATE` already serialises writers) and bumped in the transaction
 that inserts the events: a seq is used exactly when its event commits, so no gap.
+
+The functions are synchronous, on a plain SQLAlchemy `Connection`: the store runs a
+whole batch as one call (on SQLite in its writer thread, on PostgreSQL through
+`AsyncConnection.run_sync`) rather than one hand-off per statement.
 """
 
 from __future__ import annotations
@@ -15,9 +19,8 @@ from typing import Any, Final
 
 from sqlalchemy import bindparam, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from threadwire.events import Event, utcnow
 from threadwire.store.base import EventExists, NotFound
@@ -40,7 +43,40 @@ class _Plan:
     outcomes: dict[int, Outcome]
 
 
-async def apply_batch(conn: AsyncConnection, batch: Sequence[AppendRequest]) -> list[Outcome]:
+def write_batch(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcome]:
+    """Commit `batch` in one transaction on `conn`; one outcome per request.
+
+    When the database refuses the batch, each request is retried in a savepoint of its
+    own, so only the culprit fails. A failed COMMIT raises: its outcome is unknown and
+    nothing may be written twice.
+    """
+    written = False
+    try:
+        with conn.begin():
+            outcomes = apply_batch(conn, batch)
+            written = True
+    except StatementError as exc:
+        if written:
+            raise
+        if len(batch) == 1:
+            return [translate(exc, batch[0])]
+        return _write_one_by_one(conn, batch)
+    return outcomes
+
+
+def _write_one_by_one(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcome]:
+    outcomes: list[Outcome] = []
+    with conn.begin():
+        for request in batch:
+            try:
+                with conn.begin_nested():
+                    outcomes.extend(apply_batch(conn, [request]))
+            except StatementError as exc:
+                outcomes.append(translate(exc, request))
+    return outcomes
+
+
+def apply_batch(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcome]:
     """Write `batch` on `conn` (inside its transaction); one outcome per request.
 
     A request refused here (unknown thread, bad event) writes nothing and gets its
@@ -60,17 +96,17 @@ async def apply_batch(conn: AsyncConnection, batch: Sequence[AppendRequest]) -> 
             plan.write.append(i)
             claimed_ids.update(e.event_id for e in request.events)
 
-    last_seq = await _lock_threads(conn, _thread_ids(batch[i] for i in plan.write))
+    last_seq = _lock_threads(conn, _thread_ids(batch[i] for i in plan.write))
     for i in list(plan.write):
         missing = next((e.thread_id for e in batch[i].events if e.thread_id not in last_seq), None)
         if missing is not None:
             plan.outcomes[i] = NotFound(missing)
             plan.write.remove(i)
 
-    await _claim_keys(conn, batch, plan)
+    _claim_keys(conn, batch, plan)
     stored = _assign_seqs(batch, plan, last_seq)
-    await _write_events(conn, last_seq, stored)
-    await _replay(conn, plan)
+    _write_events(conn, last_seq, stored)
+    _replay(conn, plan)
 
     results: list[Outcome] = []
     for i in range(len(batch)):
@@ -126,11 +162,11 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _MAX_PARAMS]
 
 
-async def _lock_threads(conn: AsyncConnection, thread_ids: list[str]) -> dict[str, int]:
+def _lock_threads(conn: Connection, thread_ids: list[str]) -> dict[str, int]:
     """Lock the threads' rows in ID order; returns their last_seq (missing: absent)."""
     found: dict[str, int] = {}
     for chunk in _chunks(thread_ids):
-        rows = await conn.execute(
+        rows = conn.execute(
             select(threads.c.thread_id, threads.c.last_seq)
             .where(threads.c.thread_id.in_(chunk))
             .order_by(threads.c.thread_id)
@@ -140,11 +176,11 @@ async def _lock_threads(conn: AsyncConnection, thread_ids: list[str]) -> dict[st
     return found
 
 
-def _on_conflict_insert(conn: AsyncConnection) -> Any:
+def _on_conflict_insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
-async def _claim_keys(conn: AsyncConnection, batch: Sequence[AppendRequest], plan: _Plan) -> None:
+def _claim_keys(conn: Connection, batch: Sequence[AppendRequest], plan: _Plan) -> None:
     """Insert the keys of requests about to write; a key already there means replay."""
     keyed = sorted(
         ((batch[i].events[0].thread_id, batch[i].key or "", i) for i in plan.write if batch[i].key),
@@ -171,7 +207,7 @@ async def _claim_keys(conn: AsyncConnection, batch: Sequence[AppendRequest], pla
             .on_conflict_do_nothing(index_elements=["thread_id", "key"])
             .returning(idempotency_keys.c.thread_id, idempotency_keys.c.key)
         )
-        claimed.update((row.thread_id, row.key) for row in await conn.execute(statement))
+        claimed.update((row.thread_id, row.key) for row in conn.execute(statement))
     for thread_id, key, i in keyed:
         if (thread_id, key) not in claimed:
             plan.write.remove(i)
@@ -193,19 +229,17 @@ def _assign_seqs(
     return stored
 
 
-async def _write_events(
-    conn: AsyncConnection, last_seq: dict[str, int], stored: list[Event]
-) -> None:
+def _write_events(conn: Connection, last_seq: dict[str, int], stored: list[Event]) -> None:
     if not stored:
         return
     touched = sorted({e.thread_id for e in stored})
-    await conn.execute(
+    conn.execute(
         update(threads)
         .where(threads.c.thread_id == bindparam("b_thread"))
         .values(last_seq=bindparam("b_last")),
         [{"b_thread": t, "b_last": last_seq[t]} for t in touched],
     )
-    await conn.execute(
+    conn.execute(
         insert(events),
         [
             {
@@ -222,14 +256,14 @@ async def _write_events(
     )
 
 
-async def _replay(conn: AsyncConnection, plan: _Plan) -> None:
+def _replay(conn: Connection, plan: _Plan) -> None:
     """Answer retried keys with the events stored the first time."""
     if not plan.replay:
         return
     slots = sorted(set(plan.replay.values()))
     ids_of: dict[tuple[str, str], list[str]] = {}
     for chunk in _chunks(slots):
-        rows = await conn.execute(
+        rows = conn.execute(
             select(idempotency_keys).where(
                 tuple_(idempotency_keys.c.thread_id, idempotency_keys.c.key).in_(chunk)
             )
@@ -238,7 +272,7 @@ async def _replay(conn: AsyncConnection, plan: _Plan) -> None:
     wanted = sorted({eid for ids in ids_of.values() for eid in ids})
     found: dict[str, Event] = {}
     for chunk in _chunks(wanted):
-        rows = await conn.execute(select(events).where(events.c.event_id.in_(chunk)))
+        rows = conn.execute(select(events).where(events.c.event_id.in_(chunk)))
         found.update({r.event_id: event_from_row(r) for r in rows})
     for i, slot in plan.replay.items():
         plan.outcomes[i] = [found[eid] for eid in ids_of.get(slot, []) if eid in found]

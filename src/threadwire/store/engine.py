@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
 
+from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -64,15 +65,38 @@ def create_engine(url: str | URL, **kwargs: Any) -> AsyncEngine:
     target = async_url(url)
     kwargs.setdefault("json_serializer", json_dumps)
     if target.get_backend_name() == "sqlite":
+        # A fixed pool: overflow connections were opened and closed (a thread and four
+        # PRAGMAs each) whenever more than 5 callers read at once.
+        kwargs.setdefault("pool_size", 10)
+        kwargs.setdefault("max_overflow", 0)
         engine = create_async_engine(target, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine.sync_engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(target, **kwargs)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
+def create_sqlite_writer(url: str | URL) -> Engine:
+    """A synchronous engine on the same SQLite file, for the store's writer thread.
+
+    Its one connection commits whole group-commit batches in a single call from that
+    thread: through aiosqlite every statement, fetch and commit was a hand-off between
+    threads. Same pragmas as `create_engine`; every transaction takes the write lock.
+    """
+    target = async_url(url).set(drivername="sqlite")
+    engine = create_sync_engine(
+        target,
+        json_serializer=json_dumps,
+        pool_size=1,
+        max_overflow=0,
+        execution_options={WRITE: True},
+    )
+    _configure_sqlite(engine)
+    return engine
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # We emit BEGIN ourselves (below): the driver's implicit BEGIN would neither
         # take the write lock up front nor allow SAVEPOINT.
@@ -89,7 +113,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(engine.sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # A writer takes the lock at BEGIN: a deferred transaction that upgrades to
         # write after another commit fails at once (SQLITE_BUSY_SNAPSHOT), not waits.

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 from sqlalchemy import func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Row
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.engine import Engine, Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from threadwire.events import Event, NewEvent, utcnow
@@ -36,6 +36,7 @@ from threadwire.store.base import (
 from threadwire.store.engine import create_engine, read_transaction, write_transaction
 from threadwire.store.groupcommit import DEFAULT_MAX_BATCH_EVENTS, AppendRequest, GroupCommitter
 from threadwire.store.tables import UNFINISHED, events, id_aliases, runs, threads
+from threadwire.store.writer import SqliteWriter
 
 _RUN_CHANGES: Final = frozenset(
     {"agent", "status", "input", "owner", "started_at", "finished_at", "result", "error", "node_id"}
@@ -65,6 +66,7 @@ class SqlStore:
         self._engine_options = engine_options
         self._engine: AsyncEngine | None = None
         self._committer: GroupCommitter | None = None
+        self._writer: SqliteWriter | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -72,6 +74,13 @@ class SqlStore:
         if self._engine is None:
             raise StoreError(f"store {self.url!r} is not open: await store.open() first")
         return self._engine
+
+    @property
+    def write_engine(self) -> Engine:
+        """The engine that commits appends: the writer's on SQLite, else `engine`'s."""
+        if self._writer is not None:
+            return self._writer.engine
+        return self.engine.sync_engine
 
     async def open(self) -> None:
         """Connect and bring the schema up to date (SQLite) or check it (PostgreSQL)."""
@@ -84,6 +93,8 @@ class SqlStore:
             await engine.dispose()
             raise
         self._engine = engine
+        if engine.dialect.name == "sqlite":
+            self._writer = SqliteWriter(self.url)
         self._committer = GroupCommitter(
             self._flush, enabled=self._group_commit, max_batch_events=self._max_batch_events
         )
@@ -94,6 +105,9 @@ class SqlStore:
         if self._committer is not None:
             await self._committer.close()
             self._committer = None
+        if self._writer is not None:
+            await self._writer.close()
+            self._writer = None
         if self._engine is not None:
             await self._engine.dispose()
             self._engine = None
@@ -250,32 +264,14 @@ class SqlStore:
         return await self._committer.submit(list(events), idempotency_key)
 
     async def _flush(self, batch: list[AppendRequest]) -> None:
-        """Commit `batch` in one transaction; if the database refuses it, isolate callers."""
-        written = False
-        try:
-            async with write_transaction(self.engine) as conn:
-                outcomes = await appends.apply_batch(conn, batch)
-                written = True
-        except StatementError as exc:
-            if written:  # COMMIT itself failed: the outcome is unknown, never write twice
-                raise
-            if len(batch) == 1:
-                batch[0].settle(appends.translate(exc, batch[0]))
-                return
-            outcomes = await self._flush_one_by_one(batch)
+        """Commit `batch` in one transaction (one call, not one hand-off per statement)."""
+        if self._writer is not None:
+            outcomes = await self._writer.write(batch)
+        else:
+            async with self.engine.connect() as conn:
+                outcomes = await conn.run_sync(appends.write_batch, batch)
         for request, outcome in zip(batch, outcomes, strict=True):
             request.settle(outcome)
-
-    async def _flush_one_by_one(self, batch: list[AppendRequest]) -> list[appends.Outcome]:
-        outcomes: list[appends.Outcome] = []
-        async with write_transaction(self.engine) as conn:
-            for request in batch:
-                try:
-                    async with conn.begin_nested():
-                        outcomes.extend(await appends.apply_batch(conn, [request]))
-                except StatementError as exc:
-                    outcomes.append(appends.translate(exc, request))
-        return outcomes
 
     async def read_events(
         self, thread_id: str, *, after_seq: int = 0, limit: int = 100
