@@ -10,6 +10,7 @@ canonical, stays under `data.legacy_run_id`.
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -48,6 +49,10 @@ serde_json's 128, Ruby's default 100), not only by the node that stored it."""
 EXTERNAL_AGENT: Final = "external"
 """The agent name recorded for runs first seen through ingest (unless `run_queued` names one)."""
 LEGACY_RUN_ID_KEY: Final = "legacy_run_id"
+ROUTE_CACHE_SIZE: Final = 10_000
+"""Producer run IDs whose canonical run and thread this node remembers (LRU). A run
+never changes thread and a legacy ID never changes run, so an entry never goes stale;
+it only saves the store read that routed it the first time."""
 
 Resolver = Callable[[Sequence[str]], "str | None"]
 
@@ -82,6 +87,7 @@ class Ingestor:
         # Serialises first sight of a run on this node, so two batches naming the same
         # new legacy ID do not mint two canonical IDs for it.
         self._first_sight = asyncio.Lock()
+        self._routes: OrderedDict[str, tuple[str, str]] = OrderedDict()
 
     async def ingest(
         self, events: list[dict[str, Any]], *, idempotency_key: str | None = None
@@ -112,6 +118,7 @@ class Ingestor:
         async with self._first_sight:
             for target in {id(t): t for t, _, _ in plan if not t.known}.values():
                 await self._record(target, plan)
+                self._remember(target.legacy_id or target.run_id, target)
         batch = []
         for target, type_, data in plan:
             if target.legacy_id is not None:
@@ -139,6 +146,12 @@ class Ingestor:
 
     async def _route(self, raw: str, thread_hint: str | None, index: int) -> _Target:
         """Resolve one producer run ID to its canonical run and thread."""
+        route = self._routes.get(raw)
+        if route is not None:
+            self._routes.move_to_end(raw)
+            run_id, run_thread = route
+            _agree(thread_hint, run_thread, raw, index)
+            return _Target(run_id, run_thread, None if raw == run_id else raw, True)
         try:
             known = await self.store.get_run(raw)
         except InvalidIdError as exc:
@@ -146,7 +159,9 @@ class Ingestor:
         if known is not None:
             _agree(thread_hint, known.thread_id, raw, index)
             legacy = None if raw == known.run_id else raw
-            return _Target(known.run_id, known.thread_id, legacy, True)
+            target = _Target(known.run_id, known.thread_id, legacy, True)
+            self._remember(raw, target)
+            return target
         parsed = await self._parse(raw, thread_hint, index)
         thread_id = parsed.thread_id
         if thread_id is None:
@@ -163,6 +178,13 @@ class Ingestor:
             return _Target(parsed.raw, thread_id, None, False)
         canonical = to_canonical(parsed, created_at=utcnow(), thread_id=thread_id)
         return _Target(canonical, thread_id, raw, False)
+
+    def _remember(self, raw: str, target: _Target) -> None:
+        """Route `raw` to the (stored) run of `target` from now on, without a read."""
+        self._routes[raw] = (target.run_id, target.thread_id)
+        self._routes.move_to_end(raw)
+        if len(self._routes) > ROUTE_CACHE_SIZE:
+            self._routes.popitem(last=False)
 
     async def _parse(self, raw: str, thread_hint: str | None, index: int) -> ParsedRunId:
         """Parse `raw`; an ambiguous ID is settled by the event's `thread_id`, else by
