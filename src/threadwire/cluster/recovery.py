@@ -11,29 +11,23 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from threadwire.cluster import metrics
-from threadwire.events import AGENT_COMPLETED, AGENT_ERROR, RUN_CANCELLED, Event, NewEvent, utcnow
+from threadwire.events import AGENT_ERROR, NewEvent, utcnow
 from threadwire.ids import new_event_id
 from threadwire.runtime.coordinator import Coordinator
-from threadwire.store.base import EventsGone, RunRecord, RunStatus, Store
+from threadwire.runtime.settle import settle, terminal_events
+from threadwire.store.base import RunRecord, Store
 
 log = logging.getLogger(__name__)
 
 NODE_LOST: Final = "node_lost"
 """The `code` of the `agent_error` that ends a run whose node died."""
+__all__ = ["NODE_LOST", "Recovered", "end_runs_of_node", "terminal_events"]
+
 NODE_LOST_MESSAGE: Final = "the node running this run stopped; the run was ended by another node"
-
-PAGE: Final = 1000
-
-_STATUS_OF_TERMINAL: Final[dict[str, RunStatus]] = {
-    AGENT_COMPLETED: "completed",
-    AGENT_ERROR: "failed",
-    RUN_CANCELLED: "cancelled",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +65,7 @@ async def end_runs_of_node(
         for run in thread_runs:
             terminal = terminals.get(run.run_id)
             if terminal is not None:
-                recovered.settled.append(await _settle(store, run, terminal))
+                recovered.settled.append(await settle(store, run, terminal))
                 metrics.orphaned_runs.labels("settled").inc()
                 continue
             new = NewEvent(new_event_id(), thread_id, run.run_id, AGENT_ERROR, utcnow(), error)
@@ -89,40 +83,3 @@ async def end_runs_of_node(
             len(runs), node_id, len(recovered.failed), code, len(recovered.settled),
         )
     return recovered
-
-
-async def terminal_events(
-    store: Store, thread_id: str, run_ids: Iterable[str]
-) -> dict[str, Event]:
-    """The stored terminal event of each of `run_ids` that has one, reading the thread."""
-    wanted = set(run_ids)
-    found: dict[str, Event] = {}
-    thread = await store.get_thread(thread_id)
-    after = thread.low_seq if thread is not None else 0
-    while wanted - found.keys():
-        try:
-            page = await store.read_events(thread_id, after_seq=after, limit=PAGE)
-        except EventsGone as gone:  # pruned meanwhile: pruning keeps unfinished runs' events
-            if gone.first_seq - 1 <= after:
-                raise
-            after = gone.first_seq - 1
-            continue
-        for event in page:
-            if event.run_id in wanted and event.is_terminal:
-                found.setdefault(event.run_id, event)
-        if len(page) < PAGE:
-            break
-        after = page[-1].seq
-    return found
-
-
-async def _settle(store: Store, run: RunRecord, terminal: Event) -> RunRecord:
-    changes: dict[str, Any] = {
-        "status": _STATUS_OF_TERMINAL[terminal.type],
-        "finished_at": terminal.ts,
-    }
-    if terminal.type == AGENT_ERROR:
-        changes["error"] = dict(terminal.data)
-    elif terminal.type == AGENT_COMPLETED:
-        changes["result"] = terminal.data.get("result")
-    return await store.update_run(run.run_id, **changes)

@@ -34,7 +34,8 @@ from threadwire.runtime.context import RunContext, check_json, new_event
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import AgentError, RunElsewhere, RunFinished, ShuttingDown
 from threadwire.runtime.registry import AgentRegistry, AgentSpec
-from threadwire.store.base import NotFound, RunRecord, RunStatus, Store
+from threadwire.runtime.settle import STATUS_OF_TERMINAL, settle, terminal_events
+from threadwire.store.base import EventsGone, NotFound, RunRecord, RunStatus, Store
 
 if TYPE_CHECKING:
     from threadwire.config import Settings
@@ -42,17 +43,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("threadwire.runtime")
 
 DEFAULT_NODE_ID: Final = "local"
+WATCH_RECHECK: Final = 5.0
+"""Seconds between store checks while waiting for another node's run to end."""
+RECENT_EVENTS: Final = 200
 StopReason = Literal["cancelled", "shutdown"]
 
 RemoteCancel = Callable[[str, str], Awaitable[RunRecord]]
 """Cancel `run_id` on node `node_id` (cluster mode); returns the run once cancelled, raises
 runtime refusals (RunFinished, NotFound, CancelNotDelivered)."""
-
-_STATUS_OF_TERMINAL: Final[dict[str, RunStatus]] = {
-    AGENT_COMPLETED: "completed",
-    AGENT_ERROR: "failed",
-    RUN_CANCELLED: "cancelled",
-}
 
 
 @dataclass(eq=False)
@@ -161,15 +159,25 @@ class Supervisor:
 
     async def start(self) -> list[RunRecord]:
         """End the runs a previous process of this node left unfinished (`agent_error`,
-        code `interrupted`), so every run still gets its one terminal event. Returns them."""
-        recovered = []
+        code `interrupted`), so every run still gets its one terminal event. Returns them.
+
+        A run whose terminal event is stored already (the process died between writing
+        it and recording the status) only gets that status recorded."""
+        by_thread: dict[str, list[RunRecord]] = {}
         for record in await self.store.list_unfinished_runs(node_id=self.node_id):
-            if record.run_id in self._runs:
-                continue
-            error = {"code": "interrupted", "message": "the node stopped before the run ended"}
-            recovered.append(
-                await self._end_unowned(record, _Outcome("failed", AGENT_ERROR, error, None, error))
-            )
+            if record.run_id not in self._runs:
+                by_thread.setdefault(record.thread_id, []).append(record)
+        recovered = []
+        error = {"code": "interrupted", "message": "the node stopped before the run ended"}
+        for thread_id, records in by_thread.items():
+            ended = await terminal_events(self.store, thread_id, (r.run_id for r in records))
+            for record in records:
+                terminal = ended.get(record.run_id)
+                if terminal is not None:
+                    recovered.append(await settle(self.store, record, terminal))
+                    continue
+                outcome = _Outcome("failed", AGENT_ERROR, error, None, error)
+                recovered.append(await self._end_unowned(record, outcome))
         return recovered
 
     async def submit(
@@ -347,20 +355,32 @@ class Supervisor:
         return _Outcome("failed", AGENT_ERROR, error, None, error)
 
     async def _finalize(self, run: _Run, outcome: _Outcome) -> RunRecord:
-        """Record the final status, then write the terminal event: exactly once per run."""
+        """Write the terminal event, then record the final status: exactly once per run.
+
+        Event first (ADR 0066): a crash between the two leaves a run still unfinished in
+        the store, which recovery finds, sees the event, and only settles. The other
+        order could leave a finished run without a terminal event, which nothing finds.
+        A terminal event that cannot be stored leaves the status unfinished too, so the
+        node's next start (or the cluster, if the node dies) ends the run."""
         changes: dict[str, Any] = {
             "status": outcome.status,
             "finished_at": utcnow(),
             "result": outcome.result,
             "error": outcome.error,
         }
+        final = run.record.evolve(**changes)
         try:
-            final = await self.store.update_run(run.record.run_id, **changes)
-        except Exception:
-            log.exception("run %s: final status could not be stored", run.record.run_id)
-            final = run.record.evolve(**changes)
-        try:
-            await run.ctx._finish(outcome.type, outcome.data)
+            terminal = await run.ctx._finish(outcome.type, outcome.data)
+            changes["finished_at"] = terminal.ts
+            try:
+                final = await self.store.update_run(run.record.run_id, **changes)
+            except Exception:
+                log.exception(
+                    "run %s: final status could not be stored after its terminal event; "
+                    "recovery will record it",
+                    run.record.run_id,
+                )
+                final = run.record.evolve(**changes)
         finally:
             run.final = final
             self._runs.pop(run.record.run_id, None)
@@ -372,12 +392,13 @@ class Supervisor:
         return final
 
     async def _end_unowned(self, record: RunRecord, outcome: _Outcome) -> RunRecord:
-        """End a run no task of this process owns (an orphan, an external worker's)."""
-        changes = {"status": outcome.status, "finished_at": utcnow(), "error": outcome.error}
-        final = await self.store.update_run(record.run_id, **changes)
-        await self.coordinator.emit(
+        """End a run no task of this process owns (an orphan, an external worker's):
+        the terminal event first, then the status (ADR 0066)."""
+        [terminal] = await self.coordinator.emit(
             [new_event(record.run_id, record.thread_id, outcome.type, outcome.data)]
         )
+        changes = {"status": outcome.status, "finished_at": terminal.ts, "error": outcome.error}
+        final = await self.store.update_run(record.run_id, **changes)
         metrics.runs_total.labels(agent=record.agent, status=outcome.status).inc()
         return final
 
@@ -448,6 +469,9 @@ class Supervisor:
         return run.final
 
     async def _watch(self, record: RunRecord, bus: Bus) -> RunRecord:
+        """Wait for a run of another node or worker to end: its terminal event on the bus,
+        or, since the bus is only a doorbell (a Redis outage loses announcements), in
+        the store, checked at once and every `WATCH_RECHECK` seconds."""
         ended: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
 
         def listener(event: Event) -> None:
@@ -456,17 +480,42 @@ class Supervisor:
 
         await bus.subscribe(record.thread_id, listener)
         try:
-            latest = await self.store.get_run(record.run_id)
-            if latest is not None and latest.finished:
-                return latest
-            event = await ended
+            while True:
+                latest = await self.store.get_run(record.run_id)
+                if latest is not None and latest.finished:
+                    return latest
+                event = await self._recent_terminal(record)
+                if event is not None:
+                    break
+                try:
+                    event = await asyncio.wait_for(asyncio.shield(ended), WATCH_RECHECK)
+                    break
+                except TimeoutError:
+                    continue
         finally:
             await bus.unsubscribe(record.thread_id, listener)
         latest = await self.store.get_run(record.run_id) or record
         if latest.finished:
             return latest
-        # Writers record the status before the event; this one's update did not land.
-        return latest.evolve(status=_STATUS_OF_TERMINAL[event.type], finished_at=event.ts)
+        # Writers store the event before the status (ADR 0066); this status is not in yet.
+        return latest.evolve(status=STATUS_OF_TERMINAL[event.type], finished_at=event.ts)
+
+    async def _recent_terminal(self, record: RunRecord) -> Event | None:
+        """The run's terminal event among the thread's latest events, if stored there.
+
+        Writers store the event a moment before the status, so a run whose status is not
+        final yet has its terminal event, if any, near the head of its thread."""
+        head = await self.store.head_seq(record.thread_id)
+        try:
+            tail = await self.store.read_events(
+                record.thread_id, after_seq=max(0, head - RECENT_EVENTS), limit=RECENT_EVENTS
+            )
+        except EventsGone:
+            return None
+        for event in tail:
+            if event.run_id == record.run_id and event.is_terminal:
+                return event
+        return None
 
     async def shutdown(self, grace: float) -> None:
         """Stop accepting; cancel queued runs; give running ones `grace` seconds to end,
