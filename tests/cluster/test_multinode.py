@@ -80,12 +80,19 @@ async def start_demo(node: Node, thread_id: str, steps: int, delay_ms: int) -> s
         return run_id
 
 
-async def get_run(node: Node, run_id: str) -> dict[str, Any]:
+async def finished_run(node: Node, run_id: str, within: float = 10.0) -> dict[str, Any]:
+    """The run once its status is final (it follows the terminal event by one write)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
     async with node.http(TOKEN) as http:
-        answer = await http.get(f"/v1/runs/{run_id}")
-        assert answer.status_code == 200, answer.text
-        body: dict[str, Any] = answer.json()
-        return body
+        while True:
+            answer = await http.get(f"/v1/runs/{run_id}")
+            assert answer.status_code == 200, answer.text
+            body: dict[str, Any] = answer.json()
+            if body["status"] in {"completed", "failed", "cancelled"}:
+                return body
+            assert loop.time() < deadline, f"run still {body['status']} after {within} s"
+            await asyncio.sleep(0.05)
 
 
 async def test_clients_on_other_nodes_receive_every_event_of_a_run(start_nodes: StartNodes) -> None:
@@ -101,7 +108,7 @@ async def test_clients_on_other_nodes_receive_every_event_of_a_run(start_nodes: 
     assert len(stored) == 2 + 20 * 3 + 2
     assert_delivery(on_b, stored)
     assert_delivery(on_c, stored)
-    assert (await get_run(c, run_id))["status"] == "completed"
+    assert (await finished_run(c, run_id))["status"] == "completed"
 
 
 async def test_a_killed_node_leaves_its_run_failed_and_no_stored_event_lost(
@@ -132,7 +139,7 @@ async def test_a_killed_node_leaves_its_run_failed_and_no_stored_event_lost(
     # Persist before deliver: whatever node-a's own client saw is stored.
     stored_ids = {e["event_id"] for e in stored}
     assert {e["event_id"] for e in seen_on_a} <= stored_ids
-    run = await get_run(b, run_id)
+    run = await finished_run(b, run_id)
     assert run["status"] == "failed"
     assert run["error"]["code"] == "node_lost"
 
@@ -187,7 +194,7 @@ async def test_cancel_from_another_node_reaches_the_run(start_nodes: StartNodes)
     assert end["type"] == RUN_CANCELLED
     assert second_end["type"] == RUN_CANCELLED
     assert_delivery(on_b, stored)
-    assert (await get_run(a, second))["status"] == "cancelled"
+    assert (await finished_run(a, second))["status"] == "cancelled"
 
 
 async def test_a_node_stopped_cleanly_ends_its_runs_before_leaving(
