@@ -9,6 +9,7 @@ import random
 from collections.abc import Sequence
 
 import pytest
+from prometheus_client import REGISTRY
 
 from threadwire.bus.base import Listener
 from threadwire.bus.link import LinkListener, LinkState
@@ -194,4 +195,42 @@ async def test_a_link_flap_before_start_is_caught_up_too() -> None:
     await _emit(coordinator, "t1", 1)
     await asyncio.wait_for(sink.wait_for(3), 10)
     assert sink.seqs == [1, 2, 3] and pending.live
+    await hub.close()
+
+
+def _sample(name: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def test_repairs_are_counted_by_reason_with_the_events_they_delivered() -> None:
+    store = MemoryStore()
+    bus = FlakyLinkBus()
+    await store.create_thread("t1", "alice")
+    coordinator = Coordinator(store, bus)
+    hub = Hub(store, bus)
+    sink = CollectingSink()
+    (await hub.subscribe("t1", sink, 0)).start()
+    await _emit(coordinator, "t1", 2)
+    await sink.wait_for(2)
+    link = _sample("threadwire_backfills_total", reason="link")
+    jump = _sample("threadwire_backfills_total", reason="seq_jump")
+    repaired = _sample("threadwire_backfilled_events_total")
+
+    bus.set_link(False)
+    await _emit(coordinator, "t1", 3)  # seqs 3-5, announced to nobody
+    bus.set_link(True)
+    await asyncio.wait_for(sink.wait_for(5), 10)
+    assert _sample("threadwire_backfills_total", reason="link") == link + 1
+    assert _sample("threadwire_backfilled_events_total") == repaired + 3
+
+    bus.set_link(False)
+    await _emit(coordinator, "t1", 2)  # seqs 6-7 missed...
+    bus.link = LinkState(True, bus.link.generation)  # ...and no link signal
+    await _emit(coordinator, "t1", 1)  # seq 8 arrives: a jump
+    await asyncio.wait_for(sink.wait_for(8), 10)
+    assert sink.seqs == list(range(1, 9))
+    assert _sample("threadwire_backfills_total", reason="seq_jump") == jump + 1
+    # The repair read 6-8 from the store: 8 is stored too by the time it is read.
+    assert _sample("threadwire_backfilled_events_total") == repaired + 6
     await hub.close()

@@ -97,6 +97,7 @@ class Subscription:
         self._first_page: list[Event] = []
         self._task: asyncio.Task[None] | None = None
         self._recheck = False
+        self._repairing = False
 
     @property
     def live(self) -> bool:
@@ -132,7 +133,8 @@ class Subscription:
         """Announcements may have been missed (the bus link came back): read the store
         from the last seq delivered before trusting the live stream again."""
         if self._state is _State.LIVE:
-            metrics.backfills.inc()
+            metrics.backfills.labels(metrics.BACKFILL_LINK).inc()
+            self._repairing = True
             self._state = _State.CATCHING_UP
             self._task = self.hub.spawn(self._catch_up([], full=True))
         elif self._state is not _State.CLOSED:
@@ -149,7 +151,8 @@ class Subscription:
                 return
             if seq <= self.last_seq:
                 return
-            metrics.backfills.inc()
+            metrics.backfills.labels(metrics.BACKFILL_SEQ_JUMP).inc()
+            self._repairing = True
             self._state = _State.CATCHING_UP
             self._hold(wire)
             self._task = self.hub.spawn(self._catch_up([], full=True))
@@ -174,12 +177,15 @@ class Subscription:
                     if not await self.sink.put(Wire(event)) or self.closed:
                         return
                     self.last_seq = event.seq
+                    if self._repairing:
+                        metrics.backfilled_events.inc()
                 if not await self._drain_buffer():
                     return
                 if not full and not self._recheck and self._max_seen <= self.last_seq:
                     # No await since the buffer check: nothing can slip in between.
                     self._buffer.clear()
                     self._state = _State.LIVE
+                    self._repairing = False
                     return
                 self._recheck = False
                 page = await store.read_events(self.thread_id, after_seq=self.last_seq, limit=PAGE)

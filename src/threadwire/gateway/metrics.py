@@ -20,6 +20,7 @@ ACKS: Final = "threadwire_acks_total"
 LAGGING_CLOSES: Final = "threadwire_lagging_closes_total"
 REFUSALS: Final = "threadwire_refusals_total"
 BACKFILLS: Final = "threadwire_backfills_total"
+BACKFILLED_EVENTS: Final = "threadwire_backfilled_events_total"
 STORE_APPEND_SECONDS: Final = "threadwire_store_append_seconds"
 HTTP_REQUESTS: Final = "threadwire_http_requests_total"
 HTTP_REQUEST_SECONDS: Final = "threadwire_http_request_seconds"
@@ -37,6 +38,10 @@ REASON_SHUTTING_DOWN: Final = "shutting_down"
 REASON_GONE: Final = "gone"
 REASON_INGEST: Final = "ingest"
 
+# Why a live subscription went back to the store (the `reason` label of BACKFILLS).
+BACKFILL_SEQ_JUMP: Final = "seq_jump"
+BACKFILL_LINK: Final = "link"
+
 connections = Gauge(CONNECTIONS, "Open WebSocket connections")
 connections_total = Counter(CONNECTIONS_TOTAL, "WebSocket connections accepted")
 subscriptions = Gauge(SUBSCRIPTIONS, "Active thread subscriptions (WebSocket and SSE)")
@@ -52,7 +57,16 @@ lagging_closes = Counter(
     LAGGING_CLOSES, "Connections closed because their send queue overflowed", ["transport"]
 )
 refusals = Counter(REFUSALS, "Requests, frames and connections refused", ["reason"])
-backfills = Counter(BACKFILLS, "Store reads that repaired a gap between live events (seq jump)")
+backfills = Counter(
+    BACKFILLS,
+    "Live subscriptions that went back to the store to repair a gap: a seq jump, or the "
+    "bus link coming back up",
+    ["reason"],
+)
+backfilled_events = Counter(
+    BACKFILLED_EVENTS,
+    "Events repairs delivered from the store: those the bus missed (and any stored meanwhile)",
+)
 store_append_seconds = Histogram(
     STORE_APPEND_SECONDS,
     "Latency of one store append through the coordinator",
