@@ -230,6 +230,13 @@ def id_role(node: cst.BaseExpression, env: Env) -> Role | None:
         return names.key_role(key) if key is not None else None
     if isinstance(node, cst.Call):
         return _call_role(node, env)
+    if isinstance(node, cst.BooleanOperation) and isinstance(node.operator, cst.Or):
+        # `(run_id or "")[:8]`: a default for a missing ID is still the ID
+        fallback = node.right
+        if isinstance(fallback, (cst.SimpleString, cst.Name)) and (
+            string_value(fallback) == "" or dotted(fallback) == "None"
+        ):
+            return id_role(node.left, env)
     return None
 
 

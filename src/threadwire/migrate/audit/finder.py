@@ -61,6 +61,9 @@ _STR_METHODS = frozenset(
     }
 )
 _STR_API = frozenset(name for name in dir(str) if not name.startswith("_"))
+_DATA_API = _STR_API | frozenset(
+    name for t in (dict, list, tuple) for name in dir(t) if not name.startswith("_")
+)
 _VALUE_ERROR_CATCHERS = frozenset({"ValueError", "Exception", "BaseException"})
 _RENDER = cst.Module(body=[])
 _MESSAGE_CALLS = frozenset(
@@ -81,6 +84,13 @@ _MESSAGE_CALLS = frozenset(
 _PARSE_WORDS = {"regex": "matches a regular expression against", "slice": "slices"}
 
 
+def _is_format_text(text: str) -> bool:
+    """Whether testing an ID for `text` tests its format (`"_run_" in run_id`, `"_"`,
+    `"thread_"`) rather than looks for a value in it (`"abc" in run_id` in a test)."""
+    lowered = text.lower()
+    return not text.isalnum() or lowered in {"run", "thread"}
+
+
 @dataclass
 class Site:
     """One finding before it is placed in a file: the node, and the advice."""
@@ -90,6 +100,7 @@ class Site:
     message: str
     suggestion: str | None = None
     fixable: bool = False
+    reads_run: bool = False  # a legacy call that reads a run ID (see FileAudit.keeps_reader)
 
 
 @dataclass
@@ -100,6 +111,7 @@ class FixTarget:
     replacement: cst.CSTNode
     kept: tuple[cst.CSTNode, ...] = ()
     extract: bool = False  # reads a thread out of a run ID (see legacy_ts_shaped)
+    makes_run: bool = False  # makes a run ID, which will now be canonical
 
 
 @dataclass
@@ -189,6 +201,12 @@ class FileAuditor(cst.CSTVisitor):
             and func.attr.value in _STR_API
         ):
             return None  # `make(t).startswith(...)`: a str method on what a legacy call returned
+        if isinstance(func, cst.Attribute) and func.attr.value in _DATA_API:
+            holder = self._instance(func.value) if isinstance(func.value, cst.Name) else None
+            if holder is not None and holder.rsplit(".", 1)[-1][:1].islower():
+                # `parsed = parse_run_id(r); parsed.get("thread_id")`: a dict or str
+                # method on what a legacy function returned, not a call into the module
+                return None
         callee = self.resolver.legacy_of(func)
         if callee is None and isinstance(func, cst.Name) and func.value in self._star:
             if self.env.local_role(func.value) is None and func.value not in self.env.bound:
@@ -352,7 +370,7 @@ class FileAuditor(cst.CSTVisitor):
         for target in node.comparisons:
             if isinstance(target.operator, (cst.In, cst.NotIn)):
                 text = string_value(node.left)
-                if text and id_role(target.comparator, self.env) is not None:
+                if text and _is_format_text(text) and id_role(target.comparator, self.env):
                     self._add(
                         Site(
                             Kind.ADHOC_PARSE,
@@ -368,6 +386,9 @@ class FileAuditor(cst.CSTVisitor):
         site = self._add(
             Site(Kind.LEGACY_CALL, node, f"calls the legacy {callee}(); use threadwire.ids instead")
         )
+        site.reads_run = (
+            mapping is not None and mapping.target in {"extract_thread_id", "try_extract_thread_id"}
+        ) or any(self._is_run_value(a.value) for a in node.args)
         if mapping is None or any(a.star for a in node.args):
             return
         replacement: cst.Call | None = None
@@ -384,9 +405,19 @@ class FileAuditor(cst.CSTVisitor):
         if replacement is not None:
             kept = tuple(a.value for a in node.args)
             extract = mapping.target in {"extract_thread_id", "try_extract_thread_id"}
-            self.targets.append(FixTarget(node, replacement, kept, extract=extract))
+            makes = mapping.target == "new_run_id"
+            self.targets.append(
+                FixTarget(node, replacement, kept, extract=extract, makes_run=makes)
+            )
             site.message = f"calls the legacy {callee}(); use threadwire.ids.{mapping.target}()"
             site.suggestion = _RENDER.code_for_node(replacement)
+
+    def _is_run_value(self, node: cst.BaseExpression) -> bool:
+        """Whether `node` holds a run ID: a run ID name or local, or literal run ID text."""
+        text = string_value(node)
+        if text is not None:
+            return text.startswith(("run_", "thread_"))
+        return id_role(node, self.env) == "run"
 
     def _parse(self, node: cst.Call | cst.Subscript) -> None:
         found = parse_receiver(node, self.env)
@@ -618,9 +649,11 @@ class FileAuditor(cst.CSTVisitor):
         thread = run_maker(template, env, sink)
         replacement: cst.Call | None = None
         kept: tuple[cst.CSTNode, ...] = ()
+        makes_run = False
         if thread is not None:
             replacement = self._call("new_run_id", thread)
             kept = (thread,)
+            makes_run = True
             site.message = f"builds a run ID with {what}; use threadwire.ids.new_run_id()"
         elif thread_maker(template, env, sink):
             replacement = self._call("new_thread_id")
@@ -629,5 +662,5 @@ class FileAuditor(cst.CSTVisitor):
             lpar = getattr(node, "lpar", ())
             rpar = getattr(node, "rpar", ())
             replacement = replacement.with_changes(lpar=lpar, rpar=rpar)
-            self.targets.append(FixTarget(node, replacement, kept))
+            self.targets.append(FixTarget(node, replacement, kept, makes_run=makes_run))
             site.suggestion = _RENDER.code_for_node(replacement)

@@ -31,13 +31,23 @@ class FileAudit:
     findings: list[Finding]
     fixed: str | None = None
     ts_shaped: bool = False
+    # A legacy call that reads run IDs stays: it would not read the canonical IDs that
+    # rewritten makers hand out, so the tree must keep its makers too.
+    keeps_reader: bool = False
 
 
 def audit_source(
-    source: str, file: SourceFile, config: AuditConfig, api: LegacyApi, *, extract: bool = True
+    source: str,
+    file: SourceFile,
+    config: AuditConfig,
+    api: LegacyApi,
+    *,
+    extract: bool = True,
+    make: bool = True,
 ) -> FileAudit:
     """Audit one module's text; a file that does not parse is one `parse_error` finding.
-    With `extract` off, thread extraction is reported but not rewritten."""
+    With `extract` off, thread extraction is reported but not rewritten; with `make` off,
+    neither is the making of run IDs."""
     try:
         module = cst.parse_module(source)
     except cst.ParserSyntaxError as exc:
@@ -57,6 +67,8 @@ def audit_source(
     parents = wrapper.resolve(ParentNodeProvider)
     if not extract:
         auditor.targets = [t for t in auditor.targets if not t.extract]
+    if not make:
+        auditor.targets = [t for t in auditor.targets if not t.makes_run]
 
     def ancestors(node: cst.CSTNode) -> list[cst.CSTNode]:
         chain = [node]
@@ -90,11 +102,14 @@ def audit_source(
         }
         if indexes:
             drop[item.node] = indexes
+    keeps_reader = any(
+        s.kind is Kind.LEGACY_CALL and s.reads_run and not s.fixable for s in auditor.sites
+    )
     findings = _findings(file, auditor, _dedupe(auditor.sites))
     if not may_fix or not outer:
-        return FileAudit(findings, ts_shaped=auditor.ts_shaped)
+        return FileAudit(findings, ts_shaped=auditor.ts_shaped, keeps_reader=keeps_reader)
     fixed = _apply(module, outer, drop, auditor.alias, imported=imported)
-    return FileAudit(findings, fixed if fixed != source else None, auditor.ts_shaped)
+    return FileAudit(findings, fixed if fixed != source else None, auditor.ts_shaped, keeps_reader)
 
 
 def _removal_index(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import difflib
+import re
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +17,41 @@ from threadwire.migrate.audit.legacy import LegacyApi
 from threadwire.migrate.audit.model import AuditResult, Finding
 
 _MAX_ROUNDS = 4  # a rewrite inside a kept part of another one lands in the next round
+
+
+def _fragment(text: str) -> str:
+    """A regex for a name fragment in any spelling key_role accepts (`run_id`, `runId`,
+    `X-Run-Id`): case-insensitive, `_` optionally `-` or nothing."""
+    return "[_-]?".join(re.escape(part) for part in text.split("_"))
+
+
+def mention_pattern(config: AuditConfig, api: LegacyApi) -> re.Pattern[str]:
+    """Text every module with an ID site must contain: an ID name (or a fragment of a
+    configured pattern), `run`/`thread` next to `_`, `-` or a quote (text that starts an
+    ID), or the name of a legacy module or of a legacy name another module re-exports.
+    Modules without any of these cannot hold a finding, so they skip the (slow) LibCST
+    analysis; they are still checked for syntax errors."""
+    words = [r"(?:run|thread)(?:[_\-]|[\"'])", r"[_\-](?:run|thread)\b"]
+    for pattern in config.id_names.patterns:
+        for part in re.split(r"[*?\[\]]+", pattern):
+            if len(part.strip("_")) >= 2:
+                words.append(_fragment(part.strip("_")))
+    legacy = {*config.legacy.last_parts}
+    legacy.update(name.rsplit(".", 1)[-1] for name in config.legacy.names)
+    legacy.update(alias.rsplit(".", 1)[-1] for alias in api.aliases)
+    legacy.update(target.rsplit(".", 1)[-1] for target in api.aliases.values())
+    words.extend(re.escape(word) for word in sorted(legacy) if word)
+    return re.compile("|".join(words), re.IGNORECASE)
+
+
+def _parses(source: str, file: SourceFile) -> bool:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences and the like
+            ast.parse(source, str(file.path))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return True
 
 
 @dataclass
@@ -63,10 +101,16 @@ def audit_tree(
                 api.add_reexports(
                     source, file.module, is_package=file.path.name == "__init__.py", config=config
                 )
-    audit = _audit_files(audited, overlay, config, api, extract=not api.ts_shaped)
-    if audit.ts_shaped and not api.ts_shaped:
+    extract = not api.ts_shaped
+    audit = _audit_files(audited, overlay, config, api, extract=extract)
+    if audit.ts_shaped and extract:
         # Code makes run_{thread}_{digits}_{rand8} IDs: keep extractors as they are.
-        audit = _audit_files(audited, overlay, config, api, extract=False)
+        extract = False
+        audit = _audit_files(audited, overlay, config, api, extract=extract)
+    if audit.keeps_reader:
+        # A legacy reader of run IDs stays (anywhere: IDs cross modules), and it would
+        # not read canonical IDs: keep the code that makes run IDs as well.
+        audit = _audit_files(audited, overlay, config, api, extract=extract, make=False)
     return TreeAudit(AuditResult(tuple(audit.findings), len(audited)), audit.fixed)
 
 
@@ -75,6 +119,7 @@ class _Pass:
     findings: list[Finding] = field(default_factory=list)
     fixed: dict[str, str] = field(default_factory=dict)
     ts_shaped: bool = False
+    keeps_reader: bool = False
 
 
 def _audit_files(
@@ -84,16 +129,21 @@ def _audit_files(
     api: LegacyApi,
     *,
     extract: bool,
+    make: bool = True,
 ) -> _Pass:
     result = _Pass()
+    mentions = mention_pattern(config, api)
     for file in audited:
         source = _read(file, overlay)
         if source is None:
             result.findings.append(parse_error_finding(file, 1, 0, "not readable as UTF-8 text"))
             continue
-        outcome = audit_source(source, file, config, api, extract=extract)
+        if mentions.search(source) is None and _parses(source, file):
+            continue
+        outcome = audit_source(source, file, config, api, extract=extract, make=make)
         result.findings.extend(outcome.findings)
         result.ts_shaped |= outcome.ts_shaped
+        result.keeps_reader |= outcome.keeps_reader
         if outcome.fixed is not None:
             result.fixed[file.relpath] = outcome.fixed
     result.findings.sort(key=lambda f: (f.path, f.line, f.column, f.kind))
