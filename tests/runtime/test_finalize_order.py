@@ -128,3 +128,23 @@ async def _left_running(
     await coordinator.emit([new_event(run.run_id, thread_id, "agent_started", {})])
     return run
 
+
+
+async def test_settled_waits_for_the_status_that_follows_the_terminal_event(
+    make_supervisor: SupervisorFactory,
+    coordinator: RecordingCoordinator,
+    store: Store,
+    thread_id: str,
+) -> None:
+    elsewhere = await _left_running(store, coordinator, thread_id)
+    supervisor = make_supervisor(node_id="n2")
+    assert await supervisor.settled(elsewhere.run_id, within=0.05) is None
+
+    async def finish_later() -> None:
+        await asyncio.sleep(0.1)  # the owner's status write, a moment after its event
+        await store.update_run(elsewhere.run_id, status="completed", finished_at=utcnow())
+
+    finisher = asyncio.create_task(finish_later())
+    settled = await supervisor.settled(elsewhere.run_id, within=WAIT)
+    await finisher
+    assert settled is not None and settled.status == "completed"

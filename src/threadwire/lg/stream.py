@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from threadwire.gateway.node import Gateway
 
 SSE_MEDIA_TYPE: Final = "text/event-stream"
+STATUS_WAIT: Final = 5.0
+"""Longest a finished stream waits for its run's final status to be stored."""
 
 logger = logging.getLogger("threadwire.lg")
 
@@ -266,6 +268,9 @@ class RunStream:
                         await self._wake.wait()
                 except TimeoutError:
                     yield KEEPALIVE
+            # The SDK reads the run when the stream ends: its status must be final by
+            # then, and it is stored one write after the terminal event (ADR 0066).
+            await self.gateway.supervisor.settled(self.run_id, within=STATUS_WAIT)
         finally:
             gone = not self.done and not self._ended_by_server
             self.closed = True

@@ -46,6 +46,7 @@ DEFAULT_NODE_ID: Final = "local"
 WATCH_RECHECK: Final = 5.0
 """Seconds between store checks while waiting for another node's run to end."""
 RECENT_EVENTS: Final = 200
+SETTLE_POLL: Final = 0.02
 StopReason = Literal["cancelled", "shutdown"]
 
 RemoteCancel = Callable[[str, str], Awaitable[RunRecord]]
@@ -461,6 +462,29 @@ class Supervisor:
         if run is not None:
             return await self._wait_owned(run, timeout)
         return await asyncio.wait_for(self._watch(record, self.coordinator.bus), timeout)
+
+    async def settled(self, run_id: str, within: float) -> RunRecord | None:
+        """The run once the store records its final status, which follows the terminal
+        event by one write (ADR 0066); None if it does not within `within` seconds.
+
+        For readers that promise "the run reads finished once its events ended" (the
+        LangGraph stream). This node's runs are awaited; another node's status has no
+        announcement of its own, so the store is read again every 20 ms."""
+        run = self._runs.get(run_id)
+        if run is not None:
+            try:
+                await asyncio.wait_for(run.done.wait(), within)
+            except TimeoutError:
+                return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            record = await self.store.get_run(run_id)
+            if record is None or record.finished:
+                return record
+            if loop.time() >= deadline:
+                return None
+            await asyncio.sleep(SETTLE_POLL)
 
     async def _wait_owned(self, run: _Run, within: float | None) -> RunRecord:
         await asyncio.wait_for(run.done.wait(), within)
