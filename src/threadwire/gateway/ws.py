@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.responses import Response
@@ -112,6 +113,9 @@ class Connection:
         self._rate = TokenBucket(settings.max_messages_per_second)
         self._max_frame = settings.max_frame_bytes
         self._delivered = 0
+        self._delivered_total = metrics.events_delivered.labels("ws")
+        self._sending = False
+        self._blocked: tuple[Coroutine[Any, Any, None], Any] | None = None
 
     # -- the hub's side (Sink) -------------------------------------------------------
 
@@ -124,6 +128,10 @@ class Connection:
             logger.info("closing a lagging connection", extra={"connection": self.id})
             self.close(CLOSE_LAGGING, "lagging: resume with after_seq")
             return False
+        if not self._queue and not self._sending and self._blocked is None:
+            # Nothing ahead of it: write now rather than wake the sender task for it.
+            self._write_now(wire.json)
+            return True
         self._queue.append(wire)
         self._events_queued += 1
         self._wake.set()
@@ -217,11 +225,59 @@ class Connection:
         except (TimeoutError, OSError, RuntimeError):
             pass
 
+    def _write_now(self, text: str) -> None:
+        """Send one event frame from the caller's stack, without a task switch.
+
+        The ASGI send completes without suspending while the transport takes writes;
+        when it must wait (the client reads slowly), the sender task finishes it, and
+        everything offered meanwhile queues behind it, in order.
+        """
+        self._delivered_total.inc()
+        send = self.websocket.send({"type": "websocket.send", "text": text})
+        try:
+            waiting_on = send.send(None)
+        except StopIteration:
+            return
+        except Exception:
+            self._disconnected = True
+            self._done.set()
+            return
+        self._blocked = (send, waiting_on)
+        self._wake.set()
+
+    async def _finish_blocked(self) -> None:
+        """Drive the send `_write_now` left waiting to its end, as a task would."""
+        assert self._blocked is not None
+        send, waiting_on = self._blocked
+        try:
+            while True:
+                try:
+                    if waiting_on is None:  # a bare yield, as in asyncio.sleep(0)
+                        await asyncio.sleep(0)
+                    else:
+                        # What Task.__step does with a future it is handed: the send's
+                        # own await of it is pending, so the flag is still up.
+                        waiting_on._asyncio_future_blocking = False
+                        await waiting_on
+                except BaseException as exc:  # cancelled: let the send see it too
+                    waiting_on = send.throw(exc)
+                else:
+                    waiting_on = send.send(None)
+        except StopIteration:
+            pass
+        finally:
+            self._blocked = None
+
     async def _send_loop(self) -> None:
         send = self.websocket.send
         queue = self._queue
         try:
             while True:
+                if self._blocked is not None:
+                    self._sending = True
+                    await self._finish_blocked()
+                    self._sending = False
+                    continue
                 if not queue:
                     self._flush_delivered()
                     self._wake.clear()
@@ -236,7 +292,9 @@ class Connection:
                     text = item.json
                 else:
                     text = item
+                self._sending = True
                 await send({"type": "websocket.send", "text": text})
+                self._sending = False
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -245,7 +303,7 @@ class Connection:
 
     def _flush_delivered(self) -> None:
         if self._delivered:
-            metrics.events_delivered.labels("ws").inc(self._delivered)
+            self._delivered_total.inc(self._delivered)
             self._delivered = 0
 
     async def _read_loop(self) -> None:
