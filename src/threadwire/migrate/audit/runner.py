@@ -27,11 +27,15 @@ def _fragment(text: str) -> str:
 
 def mention_pattern(config: AuditConfig, api: LegacyApi) -> re.Pattern[str]:
     """Text every module with an ID site must contain: an ID name (or a fragment of a
-    configured pattern), `run`/`thread` next to `_`, `-` or a quote (text that starts an
-    ID), or the name of a legacy module or of a legacy name another module re-exports.
-    Modules without any of these cannot hold a finding, so they skip the (slow) LibCST
-    analysis; they are still checked for syntax errors."""
-    words = [r"(?:run|thread)(?:[_\-]|[\"'])", r"[_\-](?:run|thread)\b"]
+    configured pattern), a string that starts with `run`/`thread` then `_`, `-` or its
+    end (text that starts an ID), a maker's name (`new_run`), or the name of a legacy
+    module or of a legacy name another module re-exports. Modules without any of these
+    cannot hold a finding, so they skip the (slow) LibCST analysis; they are still
+    checked for syntax errors."""
+    words = [
+        r"[\"'](?:run|thread)(?:[_\-]|[\"'])",  # text that starts an ID: "run_", f"thread_
+        r"(?:new|make|generate|gen|create|build|mint|next)\w*[_\-](?:run|thread)\b",
+    ]
     for pattern in config.id_names.patterns:
         for part in re.split(r"[*?\[\]]+", pattern):
             if len(part.strip("_")) >= 2:
