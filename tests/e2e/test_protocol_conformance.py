@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import stat
-import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -324,6 +324,26 @@ async def test_ws_resubscribe_replaces_and_unsubscribe(
         await quiet(ws)
 
 
+async def test_ws_resume_mid_run_has_no_gap_or_duplicate_at_the_seam(
+    server: Server, http: httpx.AsyncClient
+) -> None:
+    # spec 2.3: "receives every later event exactly once, first from the store, then live,
+    # with no gap and no duplicate at the seam" (subscribing while a run emits)
+    user = unique()
+    thread_id = await new_thread(http, server, user)
+    async with server.ws(user) as first:
+        await subscribe(first, thread_id)
+        await start_run(http, server, user, thread_id, {"prompt": "p", "steps": 150, "delay_ms": 0})
+        seen = await events_until(first, 20)
+    async with server.ws(user) as again:
+        await subscribe(again, thread_id, after_seq=seen[-1]["seq"])
+        rest = await events_until(again, terminal=True)
+        await quiet(again)
+    seqs = [e["seq"] for e in seen + rest]
+    assert seqs == list(range(1, len(seqs) + 1))
+    assert seen + rest == await all_events(http, server, user, thread_id)
+
+
 async def test_ws_ack_answers_nothing_and_ping_pongs(
     server: Server, http: httpx.AsyncClient
 ) -> None:
@@ -391,7 +411,7 @@ async def test_ws_forbidden_is_identical_for_missing_and_foreign_threads(
         await send(ws, {"op": "subscribe", "thread_id": missing, "after_seq": 0})
         b = await recv(ws)
         await quiet(ws)
-    assert a["type"] == "error" and a["code"] == "forbidden" and a["thread_id"] == foreign
+    assert a == {"type": "error", "code": "forbidden", "thread_id": foreign}
     assert {**b, "thread_id": foreign} == a
     assert json.dumps(b).replace(missing, foreign) == json.dumps(a)
 
@@ -427,6 +447,8 @@ async def test_create_thread_bodies(server: Server, http: httpx.AsyncClient) -> 
     )
     assert answer.status_code == 201
     assert answer.json()["thread_id"] == own and answer.json()["metadata"] == {"k": [1, "v"]}
+    for bad in ({"metadata": [1]}, {"metadata": "m"}, {"thread_id": 5}):
+        problem(await http.post("/v1/threads", json=bad, headers=server.auth(user)), 422)
     got = await http.get(f"/v1/threads/{own}", headers=server.auth(user))
     assert got.status_code == 200 and got.json() == answer.json()
 
@@ -522,6 +544,11 @@ async def test_list_threads_paging(server: Server, http: httpx.AsyncClient) -> N
         problem(over, 422)
     for bad in (0, -1, "x"):
         problem(await http.get("/v1/threads", params={"limit": bad}, headers=headers), 422)
+    # a cursor that is not one is refused, never a 500
+    answer = await http.get("/v1/threads", params={"before": "garbage"}, headers=headers)
+    if answer.status_code != 200:
+        problem(answer, answer.status_code)
+        assert 400 <= answer.status_code < 500
 
 
 async def test_list_runs_paging_newest_first(server: Server, http: httpx.AsyncClient) -> None:
@@ -575,6 +602,9 @@ async def test_events_paging_rules(server: Server, http: httpx.AsyncClient) -> N
     # "below 1 a 422"
     for bad in (0, -5):
         problem(await http.get(url, params={"limit": bad}, headers=headers), 422)
+    for bad_seq in (-1, "x"):
+        answer = await http.get(url, params={"after_seq": bad_seq}, headers=headers)
+        problem(answer, 422)
 
 
 async def test_missing_and_foreign_threads_get_identical_404s(
@@ -943,6 +973,8 @@ async def test_ingest_legacy_run_id_is_canonicalised_and_kept(
     assert [e["data"]["legacy_run_id"] for e in wire] == [legacy, legacy]
     assert wire[1]["data"]["text"] == "hi"
     assert await all_events(http, server, user, thread_id) == wire
+    runs = await http.get(f"/v1/threads/{thread_id}/runs", headers=server.auth(user))
+    assert [r["run_id"] for r in runs.json()["runs"]] == [canonical]
     # "GET /v1/runs/{run_id}: any enabled run ID format is accepted"; "run_id always canonical"
     for name in (legacy, canonical):
         run = await http.get(f"/v1/runs/{name}", headers=server.auth(user))
@@ -1022,6 +1054,12 @@ async def test_ingest_idempotency_key_single_and_batch(
     assert [a["seq"] for a in first_batch["accepted"]] == [2, 3, 4]
     assert (await ingest(http, server, batch)).json() == first_batch
     assert len(await all_events(http, server, user, thread_id)) == 4
+    # "the same key for the same thread": on another thread the key is new
+    other = await new_thread(http, server, user)
+    other_run = f"thread_{other}_run_1764000000000_{RAND8}"
+    elsewhere = (await ingest(http, server, {**single, "run_id": other_run})).json()
+    assert elsewhere["accepted"][0]["thread_id"] == other
+    assert elsewhere["accepted"][0]["seq"] == 1
     # the key is a member of the top-level object: the stored event does not carry it
     stored = await all_events(http, server, user, thread_id)
     assert all("idempotency_key" not in e["data"] for e in stored)
@@ -1169,68 +1207,113 @@ async def test_unknown_path_and_method_are_problems(
 # == 5. CLI: tokens and the secret file ====================================================
 
 
-def run_cli(cwd: Path, *args: str, secret: str | None = SECRET) -> str:
+async def run_cli(cwd: Path, *args: str, secret: str | None = SECRET) -> str:
     env = clean_env() if secret is None else clean_env(THREADWIRE_JWT_SECRET=secret)
-    done = subprocess.run(
-        threadwire(*args), cwd=cwd, env=env, capture_output=True, timeout=60, check=False
+    proc = await asyncio.create_subprocess_exec(
+        *threadwire(*args),
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    assert done.returncode == 0, done.stderr.decode()
-    return done.stdout.decode()
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()
+    return out.decode()
 
 
 def one_line(out: str) -> str:
-    # "threadwire token prints the token alone on one line"
+    # spec 5: "threadwire token prints the token alone on one line"
     assert out.endswith("\n") and out.count("\n") == 1, repr(out)
     token = out.strip()
     assert token and " " not in token and token.count(".") == 2
     return token
 
 
-def test_token_cli_user_ttl_and_service(tmp_path: Path) -> None:
-    token = one_line(run_cli(tmp_path, "token", "alice"))
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
-    assert jwt.get_unverified_header(token)["alg"] == "HS256"
-    assert claims["sub"] == "alice" and "events:write" not in str(claims.get("scope", ""))
-    assert claims["exp"] - time.time() == pytest.approx(24 * 3600, abs=120)
-    short = jwt.decode(
-        one_line(run_cli(tmp_path, "token", "alice", "--ttl", "60")), SECRET, algorithms=["HS256"]
-    )
-    assert short["exp"] - time.time() == pytest.approx(60, abs=30)
-    service = jwt.decode(
-        one_line(run_cli(tmp_path, "token", "--service", "worker-7")), SECRET, algorithms=["HS256"]
-    )
-    assert service["sub"] == "worker-7"
-    scope = service["scope"]
-    assert "events:write" in (scope.split() if isinstance(scope, str) else scope)
-    assert not (tmp_path / ".threadwire-secret").exists()  # the variable was set
-
-
-async def test_cli_tokens_work_against_the_server(
+async def test_token_cli_user_ttl_and_service(
     server: Server, http: httpx.AsyncClient, tmp_path: Path
 ) -> None:
-    user = one_line(run_cli(tmp_path, "token", "carol"))
-    service = one_line(run_cli(tmp_path, "token", "--service", "worker"))
+    outs = await asyncio.gather(
+        run_cli(tmp_path, "token", "alice"),
+        run_cli(tmp_path, "token", "alice", "--ttl", "60"),
+        run_cli(tmp_path, "token", "--service", "worker-7"),
+    )
+    user, short, service = (one_line(out) for out in outs)
+    claims = jwt.decode(user, SECRET, algorithms=["HS256"])
+    assert jwt.get_unverified_header(user)["alg"] == "HS256"
+    assert claims["sub"] == "alice" and "events:write" not in str(claims.get("scope", ""))
+    # "threadwire token issues 24 h by default, --ttl SECONDS to change"
+    assert claims["exp"] - time.time() == pytest.approx(24 * 3600, abs=120)
+    assert jwt.decode(short, SECRET, algorithms=["HS256"])["exp"] - time.time() == (
+        pytest.approx(60, abs=30)
+    )
+    # "service tokens: the same, with claim scope containing events:write"
+    service_claims = jwt.decode(service, SECRET, algorithms=["HS256"])
+    assert service_claims["sub"] == "worker-7"
+    scope = service_claims["scope"]
+    assert "events:write" in (scope.split() if isinstance(scope, str) else scope)
+    assert not (tmp_path / ".threadwire-secret").exists()  # the variable was set
+    # and the server takes them for what they are
     answer = await http.post("/v1/threads", headers={"Authorization": f"Bearer {user}"})
     assert answer.status_code == 201
-    thread_id = answer.json()["thread_id"]
-    run_id = f"thread_{thread_id}_run_1764000000000_{RAND8}"
+    run_id = f"thread_{answer.json()['thread_id']}_run_1764000000000_{RAND8}"
     answer = await http.post(
         "/v1/events",
         json={"run_id": run_id, "type": "agent_message"},
         headers={"Authorization": f"Bearer {service}"},
     )
     assert answer.status_code == 202, answer.text
+    problem(await http.get("/v1/threads", headers={"Authorization": f"Bearer {service}"}), 403)
+
+
+async def test_token_without_a_secret_creates_the_secret_file(tmp_path: Path) -> None:
+    # spec 5: "when unset, a random secret is created once in ./.threadwire-secret, mode
+    # 0600, and both serve and token use it" (serve first: see the `tuned` tests)
+    out = await run_cli(tmp_path, "token", "erin", secret=None)
+    path = tmp_path / ".threadwire-secret"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    secret = path.read_text().strip()
+    assert len(secret) >= 32
+    assert jwt.decode(one_line(out), secret, algorithms=["HS256"])["sub"] == "erin"
+    assert os.listdir(tmp_path) == [".threadwire-secret"]
+
+
+AGENTS_MODULE: Final = """
+from typing import Any
+
+
+async def echo(ctx: Any, input: dict[str, Any]) -> dict[str, Any]:
+    await ctx.message(str(input.get("text", "")))
+    return {"echo": input.get("text")}
+
+
+async def flaky(ctx: Any, input: dict[str, Any]) -> None:
+    async with ctx.tool("fetch", {"url": "x"}):
+        raise RuntimeError("boom")
+"""
 
 
 @pytest.fixture(scope="module")
-def secretless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`serve` without THREADWIRE_JWT_SECRET (the secret file), a fast SSE keep-alive and
-    the off-by-default legacy_run_ts format enabled (for `ambiguous`)."""
-    cwd = tmp_path_factory.mktemp("secretless")
+def tuned(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """`serve` with options other than the defaults: no THREADWIRE_JWT_SECRET (so the
+    secret file), user agents from `--agent`, a short `--run-timeout`, a small
+    `--ws-queue-size` and `--max-frame-bytes`, the off-by-default legacy_run_ts format
+    (for `ambiguous`) and a fast SSE keep-alive (THREADWIRE_SSE_KEEPALIVE)."""
+    cwd = tmp_path_factory.mktemp("tuned")
+    (cwd / "e2e_agents.py").write_text(AGENTS_MODULE)
     running = start_server(
         cwd,
         "--id-formats",
         "canonical,legacy_run,legacy_run_ts,uuid",
+        "--agent",
+        "e2e_agents:echo",
+        "--agent",
+        "e2e_agents:flaky",
+        "--run-timeout",
+        "1",
+        "--ws-queue-size",
+        "8",
+        "--max-frame-bytes",
+        "2048",
         secret=None,
         THREADWIRE_SSE_KEEPALIVE="0.2",
     )
@@ -1240,28 +1323,28 @@ def secretless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         running.stop()
 
 
-async def test_secret_file_is_created_0600_and_shared_with_token(secretless: Server) -> None:
-    path = secretless.cwd / ".threadwire-secret"
+async def test_secret_file_is_created_0600_and_shared_with_token(tuned: Server) -> None:
+    path = tuned.cwd / ".threadwire-secret"
     assert path.is_file()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    token = one_line(run_cli(secretless.cwd, "token", "dave", secret=None))
-    async with secretless.http() as http:
+    token = one_line(await run_cli(tuned.cwd, "token", "dave", secret=None))
+    async with tuned.http() as http:
         answer = await http.get("/v1/threads", headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200, answer.text
         answer = await http.get(
-            "/v1/threads", headers={"Authorization": f"Bearer {secretless.demo_token}"}
+            "/v1/threads", headers={"Authorization": f"Bearer {tuned.demo_token}"}
         )
         assert answer.status_code == 200
-    assert path.read_text().strip() == secretless.secret
+    assert path.read_text().strip() == tuned.secret
 
 
-async def test_sse_keepalive_comment(secretless: Server) -> None:
+async def test_sse_keepalive_comment(tuned: Server) -> None:
     # "A comment line keeps the connection alive every 15 s." (interval set to 0.2 s)
     user = unique()
-    async with secretless.http() as http:
-        thread_id = await new_thread(http, secretless, user)
+    async with tuned.http() as http:
+        thread_id = await new_thread(http, tuned, user)
         async with http.stream(
-            "GET", f"/v1/threads/{thread_id}/stream", headers=secretless.auth(user)
+            "GET", f"/v1/threads/{thread_id}/stream", headers=tuned.auth(user)
         ) as answer:
             comments = []
             async for line in answer.aiter_lines():
@@ -1272,14 +1355,118 @@ async def test_sse_keepalive_comment(secretless: Server) -> None:
     assert all(c.startswith(":") for c in comments)
 
 
-async def test_ambiguous_run_id_is_400_ambiguous(secretless: Server) -> None:
+async def test_ambiguous_run_id_is_400_ambiguous(tuned: Server) -> None:
     # with legacy_run_ts enabled, run_abc_12345_7f3a9c01 reads as thread abc_12345 or abc
-    async with secretless.http() as http:
+    async with tuned.http() as http:
         for method, path in (("GET", "/v1/runs/{}"), ("POST", "/v1/runs/{}/cancel")):
             answer = await http.request(
-                method, path.format(f"run_abc_12345_{RAND8}"), headers=secretless.auth(unique())
+                method, path.format(f"run_abc_12345_{RAND8}"), headers=tuned.auth(unique())
             )
             problem(answer, 400, "ambiguous")
+
+
+async def run_to_end(
+    server: Server, user: str, agent: str, input: dict[str, Any]
+) -> tuple[str, list[dict[str, Any]], dict[str, Any]]:
+    """Create a thread, run `agent` on it while subscribed; (thread, events, run body)."""
+    async with server.http() as http:
+        thread_id = await new_thread(http, server, user)
+        async with server.ws(user) as ws:
+            await subscribe(ws, thread_id)
+            answer = await http.post(
+                f"/v1/threads/{thread_id}/runs",
+                json={"agent": agent, "input": input},
+                headers=server.auth(user),
+            )
+            assert answer.status_code == 202, answer.text
+            events = await events_until(ws, terminal=True)
+        run = await http.get(f"/v1/runs/{answer.json()['run_id']}", headers=server.auth(user))
+    return thread_id, events, run.json()
+
+
+async def test_user_agent_from_the_agent_option(tuned: Server) -> None:
+    # spec 5: "threadwire serve --agent module:callable (repeatable)"
+    _, events, run = await run_to_end(tuned, unique(), "echo", {"text": "hello"})
+    types = [e["type"] for e in events]
+    assert types == ["run_queued", "agent_started", "agent_message", "agent_completed"]
+    assert events[2]["data"]["text"] == "hello"
+    assert run["status"] == "completed" and run["result"] == {"echo": "hello"}
+
+
+async def test_a_failing_tool_emits_tool_completed_with_error(tuned: Server) -> None:
+    # spec 1: "A tool call that fails emits tool_completed with "error"."
+    _, events, run = await run_to_end(tuned, unique(), "flaky", {})
+    types = [e["type"] for e in events]
+    assert types == [
+        "run_queued",
+        "agent_started",
+        "tool_executing",
+        "tool_completed",
+        "agent_error",
+    ]
+    assert "error" in events[3]["data"] and "result" not in events[3]["data"]
+    assert run["status"] == "failed" and isinstance(run["error"], dict)
+
+
+async def test_run_timeout_ends_the_run_with_agent_error_timeout(tuned: Server) -> None:
+    # spec 5: "--run-timeout SECONDS (default 600) ends a run with agent_error, code timeout"
+    _, events, run = await run_to_end(tuned, unique(), "demo", SLOW)
+    assert events[-1]["type"] == "agent_error"
+    data = events[-1]["data"]
+    assert data.get("code") == "timeout" or data.get("error", {}).get("code") == "timeout", data
+    assert run["status"] == "failed" and run["error"]["code"] == "timeout"
+
+
+async def test_max_frame_bytes_option(tuned: Server) -> None:
+    async with tuned.ws(unique()) as ws:
+        await ws.send("x" * 2048)
+        assert (await recv(ws))["code"] == "bad_request"
+        await ws.send("x" * 2049)
+        code, _ = await close_code(ws)
+    assert code == 1009
+
+
+async def lagging_closes(http: httpx.AsyncClient) -> float:
+    text = (await http.get("/metrics")).text
+    found = re.findall(r"^threadwire_lagging_closes_total\{[^}]*ws[^}]*\} ([0-9.e+]+)", text, re.M)
+    return sum(float(v) for v in found)
+
+
+async def test_a_lagging_connection_is_closed_4008_alone_and_resumes(tuned: Server) -> None:
+    # spec 2.5 / 3: "its bounded queue overflowing closes only its connection (code 4008,
+    # "lagging"); it resumes from the store" (--ws-queue-size 8 here)
+    user = unique()
+    async with tuned.http() as http:
+        thread_id = await new_thread(http, tuned, user)
+        run_id = f"thread_{thread_id}_run_1764000000000_{RAND8}"
+        blob = "z" * 60000
+        # batches no larger than the queue, and the well-behaved client reads each one
+        # before the next is sent: only the one that reads nothing can overflow
+        batch = {"events": [{"run_id": run_id, "type": "chunk", "data": {"b": blob}}] * 4}
+        before = await lagging_closes(http)
+        async with tuned.ws(user, max_queue=1) as slow, tuned.ws(user) as fast:
+            await subscribe(slow, thread_id)
+            await subscribe(fast, thread_id)
+            fast_seqs: list[int] = []
+            for _ in range(150):  # about 36 MB; a few MB fill the socket buffers
+                answer = await ingest(http, tuned, batch)
+                head = answer.json()["accepted"][-1]["seq"]
+                fast_seqs += [e["seq"] for e in await events_until(fast, head)]
+                if await lagging_closes(http) > before:
+                    break
+            else:
+                pytest.fail("the unread connection was never closed")
+            code, frames = await close_code(slow)
+            assert code == 4008
+            processed = [json.loads(f)["event"]["seq"] for f in frames]
+            assert processed == list(range(1, len(processed) + 1))
+            assert fast_seqs == list(range(1, head + 1))  # the other one saw everything
+            await quiet(fast)
+        last = processed[-1] if processed else 0
+        async with tuned.ws(user) as again:
+            await subscribe(again, thread_id, after_seq=last)
+            rest = await events_until(again, head)
+        assert [e["seq"] for e in rest] == list(range(last + 1, head + 1))
 
 
 # == 3. Shutdown ===========================================================================
