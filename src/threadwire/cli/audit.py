@@ -9,8 +9,6 @@ from typing import Annotated
 
 import typer
 
-from threadwire.migrate.audit.command import run_audit
-
 
 class OutputFormat(enum.StrEnum):
     """Report formats."""
@@ -51,6 +49,8 @@ def audit(
     Exit status: 0 when no finding is left (outside the baseline), 1 otherwise, 2 on bad
     arguments or configuration.
     """
+    from threadwire.migrate.audit.command import run_audit  # LibCST loads only for audit
+
     result = run_audit(
         path,
         config_file=config,
