@@ -517,11 +517,6 @@ async def test_an_unexpected_error_is_a_500_problem_with_x_request_id(
     assert "a bug" not in answer.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store/sql.py _decode_cursor accepts any int position and any key: a forged "
-    "cursor binds a number SQLite and PostgreSQL cannot hold (reported; store code)",
-)
 async def test_a_forged_cursor_is_422_on_sqlite(tmp_path: Path) -> None:
     import base64
 

@@ -76,6 +76,28 @@ async def test_a_cursor_the_store_never_made_is_refused(store: Store) -> None:
         await store.list_runs("t", before="%%%")
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        f"{2**64}:t",  # a position no BIGINT holds
+        "-1:t",  # a negative position
+        "1:t\x00",  # a key PostgreSQL refuses to bind
+        "1:a b",  # a key outside the ID grammar
+    ],
+)
+async def test_a_forged_cursor_is_refused_before_it_reaches_the_database(
+    store: Store, raw: str
+) -> None:
+    import base64
+
+    forged = base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    await store.create_thread("t", "alice")
+    with pytest.raises(InvalidCursor):
+        await store.list_threads("alice", before=forged)
+    with pytest.raises(InvalidCursor):
+        await store.list_runs("t", before=forged)
+
+
 # runs
 
 

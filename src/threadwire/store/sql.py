@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, Final
 
@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from threadwire.events import Event, NewEvent, utcnow
+from threadwire.ids import InvalidIdError, is_valid_thread_id, parse_run_id
 from threadwire.store import appends, resolve, retention, schema
 from threadwire.store.base import (
     MAX_PAGE,
@@ -158,7 +159,8 @@ class SqlStore:
         query = select(threads).where(threads.c.owner == owner)
         if before is not None:
             query = query.where(
-                tuple_(threads.c.pos, threads.c.thread_id) < tuple_(*_decode_cursor(before))
+                tuple_(threads.c.pos, threads.c.thread_id)
+                < tuple_(*_decode_cursor(before, is_valid_thread_id))
             )
         limit = _clamp(limit)
         query = query.order_by(threads.c.pos.desc(), threads.c.thread_id.desc()).limit(limit + 1)
@@ -208,7 +210,10 @@ class SqlStore:
     ) -> Page[RunRecord]:
         query = select(runs).where(runs.c.thread_id == thread_id)
         if before is not None:
-            query = query.where(tuple_(runs.c.pos, runs.c.run_id) < tuple_(*_decode_cursor(before)))
+            query = query.where(
+                tuple_(runs.c.pos, runs.c.run_id)
+                < tuple_(*_decode_cursor(before, _is_canonical_run_id))
+            )
         limit = _clamp(limit)
         query = query.order_by(runs.c.pos.desc(), runs.c.run_id.desc()).limit(limit + 1)
         async with self.engine.connect() as conn:
@@ -433,15 +438,30 @@ def _clamp(limit: int) -> int:
     return max(1, min(limit, MAX_PAGE))
 
 
+_MAX_BIGINT = 2**63 - 1
+
+
+def _is_canonical_run_id(key: str) -> bool:
+    try:
+        return parse_run_id(key).is_canonical
+    except InvalidIdError:
+        return False
+
+
 def _encode_cursor(pos: int, key: str) -> str:
     return base64.urlsafe_b64encode(f"{pos}:{key}".encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[int, str]:
+def _decode_cursor(cursor: str, key_ok: Callable[[str], bool]) -> tuple[int, str]:
     """(pos, ID) of a cursor `_encode_cursor` made; InvalidCursor for anything else."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        pos, key = raw.split(":", 1)
-        return int(pos), key
+        pos_text, key = raw.split(":", 1)
+        pos = int(pos_text)
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError) as exc:
         raise InvalidCursor(f"unknown cursor {str(cursor)[:80]!r}") from exc
+    # A forged cursor must not reach the database with a number it cannot bind or a
+    # key it rejects (NUL on PostgreSQL): both were 500s.
+    if not 0 <= pos <= _MAX_BIGINT or not key_ok(key):
+        raise InvalidCursor(f"unknown cursor {str(cursor)[:80]!r}")
+    return pos, key
