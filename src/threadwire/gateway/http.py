@@ -127,13 +127,17 @@ class Accepted(BaseModel):
     accepted: list[dict[str, Any]]
 
 
-def get_gateway(request: Request) -> Gateway:
-    """The node serving this request."""
+async def get_gateway(request: Request) -> Gateway:
+    """The node serving this request.
+
+    The dependencies here are `async def` although they never wait: FastAPI runs a
+    plain `def` dependency in a worker thread, a thread hand-off per request each.
+    """
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_principal(request: Request) -> Principal:
+async def get_principal(request: Request) -> Principal:
     """The authenticated caller (the middleware has checked the token and its kind)."""
     principal = getattr(request.state, "principal", None)
     if not isinstance(principal, Principal):
@@ -141,7 +145,7 @@ def get_principal(request: Request) -> Principal:
     return principal
 
 
-def get_user(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+async def get_user(principal: Annotated[Principal, Depends(get_principal)]) -> str:
     """The calling user's ID."""
     if principal.is_service:
         raise errors.forbidden("a user token is required")

@@ -65,13 +65,13 @@ class LgState:
 _STATES: WeakKeyDictionary[Gateway, LgState] = WeakKeyDictionary()
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
     """The node serving this request."""
     gateway: Gateway = request.app.state.gateway
     return gateway
 
 
-def get_state(gateway: Annotated[Gateway, Depends(get_gateway)]) -> LgState:
+async def get_state(gateway: Annotated[Gateway, Depends(get_gateway)]) -> LgState:
     """This node's LangGraph API state."""
     state = _STATES.get(gateway)
     if state is None:
@@ -79,7 +79,7 @@ def get_state(gateway: Annotated[Gateway, Depends(get_gateway)]) -> LgState:
     return state
 
 
-def get_user(
+async def get_user(
     gateway: Annotated[Gateway, Depends(get_gateway)],
     x_api_key: Annotated[str | None, Header()] = None,
     authorization: Annotated[str | None, Header()] = None,
