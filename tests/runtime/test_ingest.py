@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 
 from threadwire.events import Event, NewEvent
 from threadwire.ids import format_registry, new_run_id, parse_run_id
-from threadwire.runtime import Coordinator, IngestError, Ingestor
+from threadwire.runtime import AgentRegistry, Coordinator, IngestError, Ingestor, RunContext
 from threadwire.runtime.metrics import INGEST_REFUSALS_TOTAL
 from threadwire.store import Store
 
@@ -285,3 +285,64 @@ async def test_a_batch_that_cannot_be_stored_leaves_the_run_unfinished(
         )
     run = await store.get_run(run_id)
     assert run is not None and run.status == "running" and run.error is None
+
+
+async def test_nothing_is_accepted_after_a_runs_terminal_event(
+    ingestor: Ingestor, store: Store
+) -> None:
+    legacy = "run_user_42_0ddba11e"
+    await ingestor.ingest([{"run_id": legacy, "type": "agent_completed", "data": {"result": 1}}])
+    for late in ("agent_message", "agent_error"):
+        error = await refused(ingestor, [{"run_id": legacy, "type": late}])
+        assert (error.status, error.code, error.index) == (409, "run_finished", 0)
+    assert await store.head_seq("user_42") == 1
+
+
+async def test_a_batch_may_not_end_a_run_twice_or_go_on_after_its_end(
+    ingestor: Ingestor, store: Store
+) -> None:
+    run_id = new_run_id("user_42")
+    batch: list[dict[str, Any]] = [
+        {"run_id": run_id, "type": "agent_started"},
+        {"run_id": run_id, "type": "agent_error", "data": {"code": "x"}},
+        {"run_id": run_id, "type": "agent_completed"},
+    ]
+    error = await refused(ingestor, batch)
+    assert (error.status, error.code, error.index) == (409, "run_finished", 2)
+    assert await store.head_seq("user_42") == 0
+
+
+async def test_a_retried_terminal_batch_is_answered_with_what_it_stored(
+    ingestor: Ingestor, store: Store
+) -> None:
+    batch = [{"run_id": "run_user_42_5ca1ab1e", "type": "agent_completed"}]
+    first = await ingestor.ingest(batch, idempotency_key="worker-7:end")
+    assert await ingestor.ingest(batch, idempotency_key="worker-7:end") == first
+    assert await store.head_seq("user_42") == 1
+
+
+async def test_a_supervised_runs_terminal_event_is_its_supervisors_to_write(
+    ingestor: Ingestor,
+    store: Store,
+    registry: AgentRegistry,
+    make_supervisor: SupervisorFactory,
+) -> None:
+    release = asyncio.Event()
+
+    async def waits(ctx: RunContext, input: dict[str, Any]) -> str:
+        await release.wait()
+        return "done"
+
+    registry.register("waits", waits)
+    supervisor = make_supervisor()
+    await supervisor.start()
+    run = await supervisor.submit(user_id="alice", thread_id="user_42", agent="waits", input={})
+    error = await refused(ingestor, [{"run_id": run.run_id, "type": "agent_completed"}])
+    assert (error.status, error.code) == (409, "run_supervised")
+    # A worker may still add progress to a supervised run.
+    await ingestor.ingest([{"run_id": run.run_id, "type": "agent_message", "data": {"t": 1}}])
+    release.set()
+    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    assert final.status == "completed"
+    types = [e.type for e in await store.read_events("user_42", after_seq=0)]
+    assert types.count("agent_completed") == 1

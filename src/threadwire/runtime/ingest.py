@@ -20,6 +20,7 @@ from threadwire.events import (
     AGENT_ERROR,
     RUN_CANCELLED,
     RUN_QUEUED,
+    TERMINAL_TYPES,
     Event,
     NewEvent,
     dumps,
@@ -115,6 +116,13 @@ class Ingestor:
                 target = await self._route(raw, thread_hint, index)
                 targets[cache_key] = target
             plan.append((target, type_, data))
+        if key is not None:
+            # A retry is answered with what the first request stored, before any rule
+            # below could refuse it (its own terminal event has since finished the run).
+            replay = await self.store.idempotent_events(plan[0][0].thread_id, key)
+            if replay is not None:
+                return replay
+        await self._check_run_life(plan)
         async with self._first_sight:
             for target in {id(t): t for t, _, _ in plan if not t.known}.values():
                 await self._record(target, plan)
@@ -143,6 +151,31 @@ class Ingestor:
             raise
         metrics.ingest_events_total.inc(len(stored))
         return stored
+
+    async def _check_run_life(self, plan: list[_Planned]) -> None:
+        """Exactly one terminal event per run: nothing after a run's terminal event (in
+        the store or earlier in this batch), and no terminal event for a run threadwire
+        supervises (its supervisor writes that one)."""
+        finished: set[str] = set()
+        runs: dict[str, RunRecord | None] = {}
+        for index, (target, type_, _) in enumerate(plan):
+            if target.known and target.run_id not in runs:
+                runs[target.run_id] = await self.store.get_run(target.run_id)
+            run = runs.get(target.run_id)
+            if target.run_id in finished or (run is not None and run.finished):
+                raise IngestError(
+                    409, "run_finished", f"run {target.run_id!r} already ended", index
+                )
+            if type_ in TERMINAL_TYPES:
+                if run is not None and run.node_id is not None:
+                    raise IngestError(
+                        409,
+                        "run_supervised",
+                        f"run {target.run_id!r} is executed by threadwire, which writes its "
+                        "terminal event",
+                        index,
+                    )
+                finished.add(target.run_id)
 
     async def _route(self, raw: str, thread_hint: str | None, index: int) -> _Target:
         """Resolve one producer run ID to its canonical run and thread."""

@@ -251,6 +251,11 @@ class Store(Protocol):
         """
         ...
 
+    async def idempotent_events(self, thread_id: str, key: str) -> list[Event] | None:
+        """The events a request with idempotency `key` stored on `thread_id`, or None
+        when no request used that key (a retry is answered with these)."""
+        ...
+
     async def read_events(
         self, thread_id: str, *, after_seq: int = 0, limit: int = 100
     ) -> list[Event]:

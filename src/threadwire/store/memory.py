@@ -153,6 +153,10 @@ class MemoryStore:
                 self._idempotency[key] = stored
             return stored
 
+    async def idempotent_events(self, thread_id: str, key: str) -> list[Event] | None:
+        stored = self._idempotency.get((thread_id, key))
+        return list(stored) if stored is not None else None
+
     async def read_events(
         self, thread_id: str, *, after_seq: int = 0, limit: int = 100
     ) -> list[Event]:

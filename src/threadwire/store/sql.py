@@ -36,7 +36,14 @@ from threadwire.store.base import (
 )
 from threadwire.store.engine import create_engine, read_transaction, write_transaction
 from threadwire.store.groupcommit import DEFAULT_MAX_BATCH_EVENTS, AppendRequest, GroupCommitter
-from threadwire.store.tables import UNFINISHED, events, id_aliases, runs, threads
+from threadwire.store.tables import (
+    UNFINISHED,
+    events,
+    id_aliases,
+    idempotency_keys,
+    runs,
+    threads,
+)
 from threadwire.store.writer import SqliteWriter
 
 _RUN_CHANGES: Final = frozenset(
@@ -267,6 +274,19 @@ class SqlStore:
         if self._committer is None:
             raise StoreError(f"store {self.url!r} is not open: await store.open() first")
         return await self._committer.submit(list(events), idempotency_key)
+
+    async def idempotent_events(self, thread_id: str, key: str) -> list[Event] | None:
+        async with self.engine.connect() as conn:
+            ids = await conn.scalar(
+                select(idempotency_keys.c.event_ids).where(
+                    idempotency_keys.c.thread_id == thread_id, idempotency_keys.c.key == key
+                )
+            )
+            if ids is None:
+                return None
+            rows = await conn.execute(select(events).where(events.c.event_id.in_(list(ids))))
+            found = {r.event_id: appends.event_from_row(r) for r in rows}
+        return [found[eid] for eid in ids if eid in found]
 
     async def _flush(self, batch: list[AppendRequest]) -> None:
         """Commit `batch` in one transaction (one call, not one hand-off per statement)."""
