@@ -197,3 +197,22 @@ async def test_a_node_declared_dead_calls_on_fenced_and_is_not_ready(
         assert re.match("error: ", checks["cluster"])
     finally:
         await gateway.stop()
+
+
+def test_serve_takes_the_node_id_from_the_flag_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from threadwire.cli.serve import settings_from_options
+
+    monkeypatch.setenv("THREADWIRE_NODE_ID", "from-env")
+    assert settings_from_options().node_id == "from-env"
+    assert settings_from_options(node_id="from-flag").node_id == "from-flag"
+
+
+def test_serve_refuses_a_bad_node_id_with_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from threadwire.cli import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["serve", "--node-id", "a:b", "--bus-url", "redis://127.0.0.1:1/0"])
+    assert stopped.value.code == 2
+    assert "--node-id" in capsys.readouterr().err

@@ -159,7 +159,14 @@ def register(app: typer.Typer) -> None:
             shutdown_grace=shutdown_grace,
             trace_url=trace_url,
         )
+        from threadwire.gateway.node import resolve_node_id
         from threadwire.gateway.server import run_event_loop
+
+        try:
+            resolve_node_id(settings.node_id, clustered=settings.bus_url is not None)
+        except ValueError as exc:
+            typer.echo(f"--node-id: {exc}", err=True)
+            raise typer.Exit(2) from exc
 
         run_event_loop(run_server(settings, print_demo_token=print_demo_token))
 
