@@ -9,11 +9,13 @@ and that each run has exactly one terminal event, its last.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from tests.bus.redis_server import RedisServer
 from tests.cluster.multinode import (
     FAST_CLUSTER,
@@ -25,8 +27,10 @@ from tests.cluster.multinode import (
     stored_events,
 )
 
+from threadwire.bus import keys
 from threadwire.events import AGENT_COMPLETED, AGENT_ERROR, RUN_CANCELLED
 from threadwire.gateway.auth import issue_token
+from threadwire.gateway.cluster import FENCED_EXIT_STATUS
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
 
@@ -223,3 +227,27 @@ async def wait_ready(node: Node, within: float = 30.0) -> None:
         assert loop.time() < deadline, f"{node.name} not ready after {within} s"
         await asyncio.sleep(0.05)
 
+
+
+async def test_a_node_paused_past_the_heartbeat_ttl_exits_75_when_it_wakes(
+    start_nodes: StartNodes, redis_server: RedisServer
+) -> None:
+    a, b = await start_nodes(2)
+    assert a.process is not None
+    client = Redis.from_url(redis_server.url)
+    tombstone = keys.node_tombstone(keys.DEFAULT_NAMESPACE, a.name)
+    try:
+        a.process.send_signal(signal.SIGSTOP)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 30
+        while not await client.exists(tombstone):  # node-b declares it dead
+            assert loop.time() < deadline, "node-a was not declared dead"
+            await asyncio.sleep(0.05)
+        a.process.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(30):
+            status = await a.process.wait()
+    finally:
+        await client.aclose()
+    assert status == FENCED_EXIT_STATUS
+    assert "declared dead" in a.log.read_text()
+    await wait_ready(b)
