@@ -8,6 +8,7 @@ Choices where LangGraph leaves room are in docs/langgraph.md and decisions 0090-
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Final
@@ -52,6 +53,7 @@ from threadwire.lg.stream import (
     scan_run,
 )
 from threadwire.runtime import RunFinished
+from threadwire.runtime.errors import CancelNotDelivered
 from threadwire.store import NotFound, RunRecord, ThreadExists, ThreadRecord
 from threadwire.store.base import MAX_PAGE
 
@@ -153,6 +155,8 @@ def _cancel_later(gateway: Gateway, state: LgState, run_id: str) -> None:
             await gateway.supervisor.cancel(run_id)
         except (RunFinished, NotFound):
             pass
+        except CancelNotDelivered as exc:  # cluster mode: nobody to hand the error to
+            logging.getLogger("threadwire.lg").warning("on_disconnect cancel: %s", exc.message)
 
     state.spawn(cancel())
 
