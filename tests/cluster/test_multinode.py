@@ -166,6 +166,7 @@ async def test_restarting_redis_mid_stream_leaves_no_gap(
     assert len(stored) == 2 + 60 * 3 + 2
     assert metric(metrics, "threadwire_bus_reconnects_total") >= 1
     assert metric(metrics, "threadwire_backfills_total") >= 1
+    assert metric(metrics, "threadwire_bus_lag_seconds_count") >= 1  # node-a's events, via Redis
     # Nobody was declared dead, and both nodes are ready again.
     assert a.alive and b.alive
     for node in (a, b):
