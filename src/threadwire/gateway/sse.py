@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Final
 
@@ -18,19 +17,19 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from threadwire.gateway import errors, metrics
-from threadwire.gateway.hub import Subscription, Wire
+from threadwire.gateway.hub import Subscription
+from threadwire.gateway.streamsink import KEEPALIVE, QueuedStream
 from threadwire.store import EventsGone
 
 if TYPE_CHECKING:
     from threadwire.gateway.node import Gateway
 
-KEEPALIVE: Final = b": keep-alive\n\n"
 HEADERS: Final = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 logger = logging.getLogger("threadwire.gateway")
 
 
-class SseStream:
+class SseStream(QueuedStream):
     """A hub sink feeding one streaming response."""
 
     def __init__(self, gateway: Gateway, user: str, *, expires_at: float | None = None) -> None:
@@ -38,51 +37,16 @@ class SseStream:
         self.user = user
         self.expires_at = expires_at
         self._expiry: asyncio.TimerHandle | None = None
-        self._queue: deque[Wire] = deque()
-        self._capacity = max(1, gateway.settings.ws_queue_size)
-        self._low_water = max(1, self._capacity // 2)
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self.closed = False
+        super().__init__(gateway.settings.ws_queue_size)
         self._trailer: bytes | None = None
         self._subscription: Subscription | None = None
         self._released = False
-
-    def offer(self, wire: Wire) -> bool:
-        """Queue a live event; a full queue ends the stream (the client resumes)."""
-        if self.closed:
-            return False
-        if len(self._queue) >= self._capacity:
-            metrics.lagging_closes.labels("sse").inc()
-            self.close()
-            return False
-        self._queue.append(wire)
-        self._wake.set()
-        return True
-
-    async def put(self, wire: Wire) -> bool:
-        """Queue a replayed event once the queue is below its low-water mark."""
-        while len(self._queue) >= self._low_water and not self.closed:
-            self._room.clear()
-            await self._room.wait()
-        if self.closed:
-            return False
-        self._queue.append(wire)
-        self._wake.set()
-        return True
 
     def subscription_failed(self, subscription: Subscription, exc: Exception) -> None:
         """End the stream with a comment saying why (pruned events or a store error)."""
         code = "gone" if isinstance(exc, EventsGone) else "unavailable"
         self._trailer = f": error {code}\n\n".encode()
         self.close()
-
-    def close(self) -> None:
-        """End the stream after what is queued (shutdown, lagging, failure)."""
-        self.closed = True
-        self._wake.set()
-        self._room.set()
 
     def shutdown(self) -> None:
         """The server is shutting down: end the stream."""
@@ -128,22 +92,15 @@ class SseStream:
             yield f": subscribed head_seq={sub.head_seq}\n\n".encode()
             sub.start()
             while True:
-                if self._queue:
-                    chunk = [wire.sse for wire in self._queue]
-                    delivered += len(chunk)
-                    self._queue.clear()
-                    self._room.set()
-                    yield b"".join(chunk)
+                if wires := self.take():
+                    delivered += len(wires)
+                    yield b"".join(wire.sse for wire in wires)
                     continue
                 if self.closed:
                     if self._trailer:
                         yield self._trailer
                     return
-                self._wake.clear()
-                try:
-                    async with asyncio.timeout(keepalive):
-                        await self._wake.wait()
-                except TimeoutError:
+                if not await self.wait(keepalive):
                     yield KEEPALIVE
         finally:
             self.closed = True

@@ -9,9 +9,7 @@ from, so `Last-Event-ID` resumes exactly where the client stopped.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -21,8 +19,9 @@ from starlette.types import Receive, Scope, Send
 
 from threadwire.events import Event
 from threadwire.gateway import errors, metrics
-from threadwire.gateway.hub import Subscription, Wire
-from threadwire.gateway.sse import HEADERS, KEEPALIVE
+from threadwire.gateway.hub import Subscription
+from threadwire.gateway.sse import HEADERS
+from threadwire.gateway.streamsink import KEEPALIVE, QueuedStream
 from threadwire.lg.modes import CUSTOM, RunView, custom_part, metadata_part
 from threadwire.store import EventsGone, RunRecord, Store
 from threadwire.store.base import MAX_PAGE
@@ -118,7 +117,7 @@ def is_graph_run(gateway: Gateway, run: RunRecord) -> bool:
     return getattr(gateway.registry.get(run.agent).fn, "is_langgraph_graph", False) is True
 
 
-class RunStream:
+class RunStream(QueuedStream):
     """A hub sink that streams one run's events as LangGraph parts."""
 
     def __init__(
@@ -139,41 +138,12 @@ class RunStream:
         self.metadata_after = 0
         self.started = False
         self.done = False
-        self._queue: deque[Wire] = deque()
-        self._capacity = max(1, gateway.settings.ws_queue_size)
-        self._low_water = max(1, self._capacity // 2)
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self.closed = False
+        super().__init__(gateway.settings.ws_queue_size)
         self._ended_by_server = False
         self._subscription: Subscription | None = None
         self._released = False
 
     # hub sink
-    def offer(self, wire: Wire) -> bool:
-        """Queue a live event; a full queue ends the stream (the client resumes)."""
-        if self.closed:
-            return False
-        if len(self._queue) >= self._capacity:
-            metrics.lagging_closes.labels("sse").inc()
-            self.close()
-            return False
-        self._queue.append(wire)
-        self._wake.set()
-        return True
-
-    async def put(self, wire: Wire) -> bool:
-        """Queue a replayed event once the queue is below its low-water mark."""
-        while len(self._queue) >= self._low_water and not self.closed:
-            self._room.clear()
-            await self._room.wait()
-        if self.closed:
-            return False
-        self._queue.append(wire)
-        self._wake.set()
-        return True
-
     def subscription_failed(self, subscription: Subscription, exc: Exception) -> None:
         """Catching up failed (events pruned, store down): end the stream."""
         logger.warning("run stream of %s ended: %s", self.run_id, exc)
@@ -182,9 +152,7 @@ class RunStream:
     def close(self) -> None:
         """End the stream after what is queued (shutdown, lagging, failure)."""
         self._ended_by_server = True
-        self.closed = True
-        self._wake.set()
-        self._room.set()
+        super().close()
 
     def shutdown(self) -> None:
         """The server is shutting down: end the stream."""
@@ -252,21 +220,14 @@ class RunStream:
         try:
             sub.start()
             while not self.done:
-                if self._queue:
-                    wires = list(self._queue)
-                    self._queue.clear()
-                    self._room.set()
+                if wires := self.take():
                     chunk = b"".join(self.render(wire.event) for wire in wires)
                     if chunk:
                         yield chunk
                     continue
                 if self.closed:
                     return
-                self._wake.clear()
-                try:
-                    async with asyncio.timeout(keepalive):
-                        await self._wake.wait()
-                except TimeoutError:
+                if not await self.wait(keepalive):
                     yield KEEPALIVE
             # The SDK reads the run when the stream ends: its status must be final by
             # then, and it is stored one write after the terminal event (ADR 0066).
