@@ -10,9 +10,9 @@ import base64
 import binascii
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import func, insert, select, text, tuple_, update
+from sqlalchemy import ColumnElement, Select, func, insert, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, Row
 from sqlalchemy.exc import IntegrityError
@@ -164,20 +164,8 @@ class SqlStore:
         self, owner: str, *, limit: int = 50, before: str | None = None
     ) -> Page[ThreadRecord]:
         query = select(threads).where(threads.c.owner == owner)
-        if before is not None:
-            query = query.where(
-                tuple_(threads.c.pos, threads.c.thread_id)
-                < tuple_(*_decode_cursor(before, is_valid_thread_id))
-            )
-        limit = _clamp(limit)
-        query = query.order_by(threads.c.pos.desc(), threads.c.thread_id.desc()).limit(limit + 1)
-        async with self.engine.connect() as conn:
-            rows = list(await conn.execute(query))
-        return Page(
-            [_thread(r) for r in rows[:limit]],
-            _encode_cursor(rows[limit - 1].pos, rows[limit - 1].thread_id)
-            if len(rows) > limit
-            else None,
+        return await self._newest_first(
+            query, threads.c.pos, threads.c.thread_id, is_valid_thread_id, _thread, limit, before
         )
 
     # runs
@@ -216,20 +204,32 @@ class SqlStore:
         self, thread_id: str, *, limit: int = 50, before: str | None = None
     ) -> Page[RunRecord]:
         query = select(runs).where(runs.c.thread_id == thread_id)
+        return await self._newest_first(
+            query, runs.c.pos, runs.c.run_id, _is_canonical_run_id, _run, limit, before
+        )
+
+    async def _newest_first(
+        self,
+        query: Select[Any],
+        pos: ColumnElement[int],
+        key: ColumnElement[str],
+        key_ok: Callable[[str], bool],
+        record: Callable[[Row[Any]], _R],
+        limit: int,
+        before: str | None,
+    ) -> Page[_R]:
+        """One page of `query` by (pos, key) descending, after the cursor `before`."""
         if before is not None:
-            query = query.where(
-                tuple_(runs.c.pos, runs.c.run_id)
-                < tuple_(*_decode_cursor(before, _is_canonical_run_id))
-            )
+            query = query.where(tuple_(pos, key) < tuple_(*_decode_cursor(before, key_ok)))
         limit = _clamp(limit)
-        query = query.order_by(runs.c.pos.desc(), runs.c.run_id.desc()).limit(limit + 1)
+        query = query.order_by(pos.desc(), key.desc()).limit(limit + 1)
         async with self.engine.connect() as conn:
             rows = list(await conn.execute(query))
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
         return Page(
-            [_run(r) for r in rows[:limit]],
-            _encode_cursor(rows[limit - 1].pos, rows[limit - 1].run_id)
-            if len(rows) > limit
-            else None,
+            [record(r) for r in rows[:limit]],
+            _encode_cursor(last._mapping[pos], last._mapping[key]) if last is not None else None,
         )
 
     async def update_run(self, run_id: str, **changes: Any) -> RunRecord:
@@ -459,6 +459,7 @@ def _clamp(limit: int) -> int:
 
 
 _MAX_BIGINT = 2**63 - 1
+_R = TypeVar("_R")
 
 
 def _is_canonical_run_id(key: str) -> bool:
