@@ -14,6 +14,14 @@ from threadwire.bus.redis import RedisBus
 
 MakeBus = Callable[..., RedisBus]
 
+async def open_pair(make_bus: MakeBus, url: str, **options: Any) -> tuple[RedisBus, RedisBus]:
+    """A publishing node's bus and a subscribing node's bus on one Redis, both open."""
+    publisher, subscriber = make_bus(url, **options), make_bus(url, **options)
+    await publisher.open()
+    await subscriber.open()
+    return publisher, subscriber
+
+
 FAST: dict[str, Any] = {
     "health_interval": 0.2,
     "backoff": (0.01, 0.1),

@@ -9,7 +9,7 @@ import asyncio
 
 import pytest
 from redis.asyncio import Redis
-from tests.bus.fixtures import FAST, MakeBus
+from tests.bus.fixtures import FAST, MakeBus, open_pair
 from tests.bus.helpers import Collector, make_events, sample, thread, wait_until
 from tests.bus.redis_server import RedisServer, free_port
 
@@ -71,9 +71,7 @@ async def test_a_thread_channel_is_subscribed_only_while_it_has_local_listeners(
 async def test_an_event_published_right_after_subscribe_returns_is_delivered(
     redis_url: str, make_bus: MakeBus
 ) -> None:
-    publisher, subscriber = make_bus(redis_url), make_bus(redis_url)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_url)
     for _ in range(20):  # the seam the hub relies on: subscribe, then read the store
         thread_id, got = thread(), Collector()
         await subscriber.subscribe(thread_id, got)
@@ -84,9 +82,7 @@ async def test_an_event_published_right_after_subscribe_returns_is_delivered(
 async def test_resubscribing_in_quick_succession_ends_subscribed(
     redis_url: str, make_bus: MakeBus, namespace: str
 ) -> None:
-    publisher, subscriber = make_bus(redis_url), make_bus(redis_url)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_url)
     thread_id, got = thread(), Collector()
     for _ in range(10):
         await subscriber.subscribe(thread_id, got)
@@ -133,9 +129,7 @@ async def test_the_link_is_up_after_open_and_reports_generation_one(
 async def test_after_a_redis_restart_the_link_comes_back_subscribed_and_says_so(
     redis_server: RedisServer, make_bus: MakeBus, namespace: str
 ) -> None:
-    publisher, subscriber = make_bus(redis_server.url, **FAST), make_bus(redis_server.url, **FAST)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_server.url, **FAST)
     links = LinkLog()
     subscriber.add_link_listener(links)
     threads = [thread() for _ in range(3)]
@@ -160,9 +154,7 @@ async def test_after_a_redis_restart_the_link_comes_back_subscribed_and_says_so(
 async def test_an_event_published_from_the_link_signal_is_delivered(
     redis_server: RedisServer, make_bus: MakeBus
 ) -> None:
-    publisher, subscriber = make_bus(redis_server.url, **FAST), make_bus(redis_server.url, **FAST)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_server.url, **FAST)
     thread_id, got = thread(), Collector()
     await subscriber.subscribe(thread_id, got)
     tasks: list[asyncio.Task[None]] = []
@@ -215,9 +207,7 @@ async def test_ping_fails_while_redis_is_down_and_recovers(
 async def test_events_published_while_redis_is_down_are_sent_when_it_is_back(
     redis_server: RedisServer, make_bus: MakeBus
 ) -> None:
-    publisher, subscriber = make_bus(redis_server.url, **FAST), make_bus(redis_server.url, **FAST)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_server.url, **FAST)
     thread_id, got = thread(), Collector()
     await subscriber.subscribe(thread_id, got)
     await asyncio.to_thread(redis_server.stop)
@@ -275,9 +265,7 @@ async def test_open_fails_clearly_when_nothing_listens(make_bus: MakeBus) -> Non
 async def test_the_reader_survives_undecodable_messages(
     redis_url: str, make_bus: MakeBus, namespace: str
 ) -> None:
-    publisher, subscriber = make_bus(redis_url), make_bus(redis_url)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_url)
     thread_id, got = thread(), Collector()
     await subscriber.subscribe(thread_id, got)
     dropped = sample(m.BUS_MESSAGES_DROPPED_TOTAL, {"reason": "undecodable"})
@@ -292,9 +280,7 @@ async def test_the_reader_survives_undecodable_messages(
 async def test_an_event_on_the_wrong_channel_is_dropped(
     redis_url: str, make_bus: MakeBus, namespace: str
 ) -> None:
-    publisher, subscriber = make_bus(redis_url), make_bus(redis_url)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_url)
     mine, got = thread(), Collector()
     await subscriber.subscribe(mine, got)
     [stray] = make_events(thread(), [1])
@@ -308,9 +294,7 @@ async def test_an_event_on_the_wrong_channel_is_dropped(
 async def test_a_raising_listener_does_not_stop_delivery(
     redis_url: str, make_bus: MakeBus
 ) -> None:
-    publisher, subscriber = make_bus(redis_url), make_bus(redis_url)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_url)
     thread_id, got = thread(), Collector()
 
     def broken(event: Event) -> None:
@@ -329,9 +313,7 @@ async def test_a_raising_listener_does_not_stop_delivery(
 
 
 async def test_traffic_and_lag_are_counted(redis_url: str, make_bus: MakeBus) -> None:
-    publisher, subscriber = make_bus(redis_url), make_bus(redis_url)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_url)
     thread_id, got = thread(), Collector()
     await subscriber.subscribe(thread_id, got)
     published = sample(m.BUS_MESSAGES_PUBLISHED_TOTAL)
@@ -368,9 +350,7 @@ async def test_raw_channels_carry_payloads_and_count_receivers(
 
 
 async def test_close_sends_what_was_queued(redis_url: str, make_bus: MakeBus) -> None:
-    publisher, subscriber = make_bus(redis_url), make_bus(redis_url)
-    await publisher.open()
-    await subscriber.open()
+    publisher, subscriber = await open_pair(make_bus, redis_url)
     thread_id, got = thread(), Collector()
     await subscriber.subscribe(thread_id, got)
     await publisher.publish(make_events(thread_id, range(1, 51)))
