@@ -11,14 +11,13 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from threadwire.gateway import errors, metrics
 from threadwire.gateway.hub import Subscription
-from threadwire.gateway.streamsink import KEEPALIVE, QueuedStream
+from threadwire.gateway.streamsink import KEEPALIVE, QueuedStream, StreamResponse
 from threadwire.store import EventsGone
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ class SseStream(QueuedStream):
         if self.expires_at is not None:
             delay = max(0.0, self.expires_at - time.time())
             self._expiry = asyncio.get_running_loop().call_later(delay, self._expired)
-        return _EventStream(self, self._body(), media_type="text/event-stream", headers=HEADERS)
+        return StreamResponse(self, self._body(), media_type="text/event-stream", headers=HEADERS)
 
     def _expired(self) -> None:
         """The token's `exp` passed: end the stream (a reconnect needs a fresh token)."""
@@ -106,20 +105,3 @@ class SseStream(QueuedStream):
             self.closed = True
             if delivered:
                 metrics.events_delivered.labels("sse").inc(delivered)
-
-
-class _EventStream(StreamingResponse):
-    """A streaming response that releases its stream however it ends (even unstarted)."""
-
-    def __init__(self, stream: SseStream, body: AsyncIterator[bytes], **kwargs: Any) -> None:
-        super().__init__(body, **kwargs)
-        self._stream = stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._stream.gateway.attach(self._stream)
-        metrics.sse_streams.inc()
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            metrics.sse_streams.dec()
-            self._stream.release()

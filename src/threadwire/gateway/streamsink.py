@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from threadwire.gateway import metrics
 from threadwire.gateway.hub import Wire
+
+if TYPE_CHECKING:
+    from threadwire.gateway.node import Gateway
 
 KEEPALIVE = b": keep-alive\n\n"
 
@@ -76,3 +84,31 @@ class QueuedStream:
         except TimeoutError:
             return False
         return True
+
+
+class ReleasableStream(Protocol):
+    """A stream the gateway counts while open and that gives back what it holds."""
+
+    @property
+    def gateway(self) -> Gateway: ...
+
+    def shutdown(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class StreamResponse(StreamingResponse):
+    """A streaming response that releases its stream however it ends (even unstarted)."""
+
+    def __init__(self, stream: ReleasableStream, body: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(body, **kwargs)
+        self._stream = stream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._stream.gateway.attach(self._stream)
+        metrics.sse_streams.inc()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            metrics.sse_streams.dec()
+            self._stream.release()

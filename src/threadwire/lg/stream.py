@@ -15,13 +15,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from threadwire.events import Event
 from threadwire.gateway import errors, metrics
 from threadwire.gateway.hub import Subscription
 from threadwire.gateway.sse import HEADERS
-from threadwire.gateway.streamsink import KEEPALIVE, QueuedStream
+from threadwire.gateway.streamsink import KEEPALIVE, QueuedStream, StreamResponse
 from threadwire.lg.modes import CUSTOM, RunView, custom_part, metadata_part
 from threadwire.store import EventsGone, RunRecord, Store
 from threadwire.store.base import MAX_PAGE
@@ -180,7 +179,7 @@ class RunStream(QueuedStream):
 
     def response(self, headers: dict[str, str]) -> StreamingResponse:
         """The streaming answer; it releases the stream however it ends."""
-        return _RunStreamResponse(
+        return StreamResponse(
             self, self._body(), media_type=SSE_MEDIA_TYPE, headers={**HEADERS, **headers}
         )
 
@@ -243,20 +242,3 @@ async def empty_stream() -> AsyncIterator[bytes]:
     """A stream with no parts (a run that ended at or before the client's last event)."""
     for _ in ():
         yield b""
-
-
-class _RunStreamResponse(StreamingResponse):
-    """A streaming response that releases its stream however it ends (even unstarted)."""
-
-    def __init__(self, stream: RunStream, body: AsyncIterator[bytes], **kwargs: Any) -> None:
-        super().__init__(body, **kwargs)
-        self._stream = stream
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        self._stream.gateway.attach(self._stream)
-        metrics.sse_streams.inc()
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            metrics.sse_streams.dec()
-            self._stream.release()
