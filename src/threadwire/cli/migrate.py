@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 
 from threadwire.cli.db import db_app
-from threadwire.cli.ids import ids_app
+from threadwire.cli.ids import EnableFormat, ids_app
 
 if TYPE_CHECKING:
     from threadwire.migrate.stored import MigrationSummary
@@ -25,15 +25,6 @@ DatabaseUrl = Annotated[
     typer.Option(
         "--database-url",
         help="SQLAlchemy URL (sqlite:///path, postgresql://...); default THREADWIRE_DATABASE_URL.",
-        show_default=False,
-    ),
-]
-EnableFormat = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--enable-format",
-        metavar="NAME",
-        help="Also read this registered legacy format (repeatable).",
         show_default=False,
     ),
 ]
