@@ -21,6 +21,7 @@ from threadwire.bus.base import Bus
 from threadwire.bus.link import LinkState, SupportsLink
 from threadwire.events import Event
 from threadwire.gateway import metrics
+from threadwire.gateway.wsproto import text_frame
 from threadwire.store.base import Store
 
 PAGE: Final = 500
@@ -32,12 +33,13 @@ logger = logging.getLogger("threadwire.gateway")
 class Wire:
     """A stored event with its wire forms, each serialized once for every subscriber."""
 
-    __slots__ = ("_sse", "_text", "event", "seq")
+    __slots__ = ("_frame", "_sse", "_text", "event", "seq")
 
     def __init__(self, event: Event) -> None:
         self.event = event
         self.seq = event.seq
         self._text: str | None = None
+        self._frame: bytes | None = None
         self._sse: bytes | None = None
 
     @property
@@ -46,6 +48,13 @@ class Wire:
         if self._text is None:
             self._text = '{"type":"event","event":' + self.event.to_json().decode() + "}"
         return self._text
+
+    @property
+    def frame(self) -> bytes:
+        """The same message as one complete WebSocket text frame, ready for any socket."""
+        if self._frame is None:
+            self._frame = text_frame(self.json.encode())
+        return self._frame
 
     @property
     def sse(self) -> bytes:

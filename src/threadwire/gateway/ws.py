@@ -25,6 +25,7 @@ from threadwire.gateway import logs, metrics
 from threadwire.gateway.auth import AuthError, Principal, bearer_token, verify_token
 from threadwire.gateway.hub import Subscription, Wire
 from threadwire.gateway.limits import MAX_SEQ, TokenBucket
+from threadwire.gateway.wsproto import frame_writer
 from threadwire.ids import InvalidIdError, new_connection_id, validate_thread_id
 from threadwire.store import EventsGone
 
@@ -42,6 +43,27 @@ CLOSE_TIMEOUT: Final = 5.0
 """Seconds to wait for a close frame to leave before giving up on a stuck peer."""
 
 logger = logging.getLogger("threadwire.gateway")
+
+
+class _Tally:
+    """Deliveries counted in bulk: one update of the counter per pass of the event loop
+    (an event's whole fan-out), not one per frame."""
+
+    def __init__(self) -> None:
+        self._counter = metrics.events_delivered.labels("ws")
+        self._pending = 0
+
+    def add(self) -> None:
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._pending += 1
+
+    def _flush(self) -> None:
+        self._counter.inc(self._pending)
+        self._pending = 0
+
+
+_delivered: Final = _Tally()
 
 
 class BadFrame(ValueError):
@@ -112,10 +134,9 @@ class Connection:
         self._disconnected = False
         self._rate = TokenBucket(settings.max_messages_per_second)
         self._max_frame = settings.max_frame_bytes
-        self._delivered = 0
-        self._delivered_total = metrics.events_delivered.labels("ws")
         self._sending = False
         self._blocked: tuple[Coroutine[Any, Any, None], Any] | None = None
+        self._write_frame = frame_writer(websocket.scope)
 
     # -- the hub's side (Sink) -------------------------------------------------------
 
@@ -130,7 +151,10 @@ class Connection:
             return False
         if not self._queue and not self._sending and self._blocked is None:
             # Nothing ahead of it: write now rather than wake the sender task for it.
-            self._write_now(wire.json)
+            write_frame = self._write_frame
+            _delivered.add()
+            if write_frame is None or not write_frame(wire.frame):
+                self._write_now(wire.json)
             return True
         self._queue.append(wire)
         self._events_queued += 1
@@ -195,7 +219,6 @@ class Connection:
                 self.subscriptions.clear()
                 gateway.detach(self)
                 metrics.connections.dec()
-                self._flush_delivered()
                 await self._send_close()
                 logger.info(
                     "websocket closed",
@@ -232,7 +255,6 @@ class Connection:
         when it must wait (the client reads slowly), the sender task finishes it, and
         everything offered meanwhile queues behind it, in order.
         """
-        self._delivered_total.inc()
         send = self.websocket.send({"type": "websocket.send", "text": text})
         try:
             waiting_on = send.send(None)
@@ -279,7 +301,6 @@ class Connection:
                     self._sending = False
                     continue
                 if not queue:
-                    self._flush_delivered()
                     self._wake.clear()
                     await self._wake.wait()
                     continue
@@ -288,7 +309,7 @@ class Connection:
                     self._events_queued -= 1
                     if self._events_queued < self._low_water:
                         self._room.set()
-                    self._delivered += 1
+                    _delivered.add()
                     text = item.json
                 else:
                     text = item
@@ -300,11 +321,6 @@ class Connection:
         except Exception:
             self._disconnected = True
             self._done.set()
-
-    def _flush_delivered(self) -> None:
-        if self._delivered:
-            self._delivered_total.inc(self._delivered)
-            self._delivered = 0
 
     async def _read_loop(self) -> None:
         receive = self.websocket.receive
