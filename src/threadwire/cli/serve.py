@@ -74,7 +74,7 @@ async def run_server(settings: Settings, *, print_demo_token: bool = False) -> N
     from threadwire.gateway import create_app
     from threadwire.gateway.logs import configure_logging
     from threadwire.gateway.node import Gateway
-    from threadwire.gateway.server import GatewayServer, uvicorn_config
+    from threadwire.gateway.server import GatewayServer, settle_gc, uvicorn_config
 
     configure_logging(settings.log_level, json_lines=settings.log_json)
     app = create_app(settings)
@@ -83,6 +83,7 @@ async def run_server(settings: Settings, *, print_demo_token: bool = False) -> N
 
     async def announce() -> None:
         await server.started_event.wait()
+        settle_gc()
         if print_demo_token:
             token = issue_token(gateway.secret, DEMO_USER)
             print(demo_banner(settings, server.bound_port, token), flush=True)
