@@ -4,7 +4,9 @@ The lifespan opens the store, the bus and the supervisor and closes them in reve
 One pure ASGI middleware in front of every HTTP request gives it a request ID
 (`X-Request-ID`, bound into the logs), refuses new requests while draining (503),
 authenticates `/v1` before any body is read (401/403), caps the body (413), and
-counts and logs the answer.
+counts and logs the answer. `POST /v1/events` comes to that middleware straight from
+the app's front door and, in the usual case, is answered by `IngestRoute` without the
+router (decision 0112).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from threadwire.bus import Bus
 from threadwire.config import Settings
 from threadwire.gateway import errors, http, logs, metrics
 from threadwire.gateway.auth import AuthError, bearer_token, verify_token
+from threadwire.gateway.ingest_route import IngestRoute
 from threadwire.gateway.node import Gateway
 from threadwire.gateway.ws import serve_websocket
 from threadwire.ids import new_request_id
@@ -31,6 +34,9 @@ from threadwire.runtime import AgentRegistry
 from threadwire.store import Store
 
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+CLIENT_CLOSED: Final = 499
+"""The status logged and counted for a request whose client left before its body was
+complete (nginx's "client closed request"): nothing of it is parsed, nothing answered."""
 
 access_log = logging.getLogger("threadwire.access")
 logger = logging.getLogger("threadwire.gateway")
@@ -58,7 +64,7 @@ def create_app(
         finally:
             await gateway.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="threadwire",
         version=threadwire.__version__,
         summary="Run AI agents and deliver every live event to the right user, in order.",
@@ -81,8 +87,30 @@ def create_app(
         return RedirectResponse("/docs")
 
     _mount_web_page(app)
-    app.add_middleware(GatewayMiddleware, gateway=gateway)
+    app.lean_ingest = IngestRoute(app, http.router)
+    app.add_middleware(GatewayMiddleware, gateway=gateway, ingest=app.lean_ingest)
     return app
+
+
+class GatewayApp(FastAPI):
+    """FastAPI, with a front door for `POST /v1/events`: straight to the gateway
+    middleware, past FastAPI's outer layers (error, telemetry and body-limit
+    middleware, none of which acts on a request the gateway middleware answers)."""
+
+    lean_ingest: IngestRoute | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lean = self.lean_ingest
+        if lean is not None and scope["type"] == "http" and lean.matches(scope):
+            if self.middleware_stack is None:
+                self.middleware_stack = self.build_middleware_stack()
+            if lean.entry is not None:
+                if self.root_path:
+                    scope["root_path"] = self.root_path
+                scope["app"] = self
+                await lean.entry(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def _mount_web_page(app: FastAPI) -> None:
@@ -98,11 +126,17 @@ def _mount_web_page(app: FastAPI) -> None:
 
 
 class GatewayMiddleware:
-    """Request ID, draining, authentication, body cap, metrics and access log."""
+    """Request ID, draining, authentication, body cap, metrics and access log.
 
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+    With `ingest`, a `POST /v1/events` whose body has been read goes to it first.
+    """
+
+    def __init__(self, app: ASGIApp, gateway: Gateway, ingest: IngestRoute | None = None) -> None:
         self.app = app
         self.gateway = gateway
+        self.ingest = ingest
+        if ingest is not None:
+            ingest.entry = self
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,6 +162,8 @@ class GatewayMiddleware:
         with logs.bound(request_id=request_id):
             try:
                 await self._handle(scope, receive, send_with_id)
+            except _ClientGone:
+                status = CLIENT_CLOSED
             except Exception:
                 if started:
                     raise
@@ -175,6 +211,10 @@ class GatewayMiddleware:
                 problem = errors.Problem(413, "too_large", f"the body is over {limit} bytes")
                 await problem.response()(scope, receive, send)
                 return
+            ingest = self.ingest
+            if ingest is not None and ingest.matches(scope):
+                if await ingest.answer(gateway, scope, body, receive, send):
+                    return
             receive = _replay(body, receive)
         await self.app(scope, receive, send)
 
@@ -218,8 +258,16 @@ def _query_param(scope: Scope, name: str) -> str | None:
     return values[0] if values else None
 
 
+class _ClientGone(Exception):
+    """The client disconnected before the whole body arrived."""
+
+
 async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None:
-    """The whole body, or None as soon as it is (or announces to be) over `limit` bytes."""
+    """The whole body, or None as soon as it is (or announces to be) over `limit` bytes.
+
+    Raises _ClientGone when the client leaves first: a truncated body is never handed
+    on, where a prefix that happens to be JSON would be taken for the request.
+    """
     for name, value in scope.get("headers") or ():
         if name == b"content-length" and value.isdigit() and int(value) > limit:
             return None
@@ -228,7 +276,7 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> bytes | None
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            break
+            raise _ClientGone
         chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:

@@ -15,13 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from threadwire.events import dumps
-from threadwire.gateway import errors, logs, metrics
+from threadwire.gateway import errors, logs
 from threadwire.gateway.auth import Principal
+from threadwire.gateway.ingest_route import SERVICE_REQUIRED, ingest
 from threadwire.gateway.limits import MAX_SEQ
 from threadwire.gateway.node import Gateway
 from threadwire.gateway.sse import SseStream
 from threadwire.ids import InvalidIdError, new_thread_id, validate_thread_id
-from threadwire.runtime.errors import IngestError
 from threadwire.runtime.ingest import json_fault
 from threadwire.store import RunRecord, ThreadExists, ThreadRecord
 from threadwire.store.base import MAX_PAGE
@@ -348,27 +348,11 @@ async def ingest_events(
     body: Annotated[dict[str, Any], Body()],
 ) -> Response:
     """Store events from an external worker (service token); answers where each landed."""
+    # IngestRoute answers the usual request (a JSON object sent as JSON) before the
+    # router does (decision 0112); this handler sees the rest and declares the route.
     if not principal.is_service:
-        raise errors.forbidden("a service token (scope events:write) is required")
-    if "events" in body:
-        events, key = body["events"], body.get("idempotency_key")
-    else:
-        key = body.get("idempotency_key")
-        events = [{k: v for k, v in body.items() if k != "idempotency_key"}]
-    try:
-        stored = await gateway.ingestor.ingest(events, idempotency_key=key)
-    except (IngestError, InvalidIdError):
-        metrics.refusals.labels(metrics.REASON_INGEST).inc()
-        raise
-    return JsonBody(
-        {
-            "accepted": [
-                {"event_id": e.event_id, "thread_id": e.thread_id, "run_id": e.run_id, "seq": e.seq}
-                for e in stored
-            ]
-        },
-        status_code=202,
-    )
+        raise errors.forbidden(SERVICE_REQUIRED)
+    return Response(await ingest(gateway, body), 202, media_type="application/json")
 
 
 def _last_event_id(value: str) -> int:
