@@ -344,7 +344,12 @@ async def test_the_usual_request_skips_the_router_and_others_reach_it(
 
 
 async def _call(
-    node: Node, messages: list[Message], headers: list[tuple[bytes, bytes]]
+    node: Node,
+    messages: list[Message],
+    headers: list[tuple[bytes, bytes]],
+    *,
+    path: str = "/v1/events",
+    token: str | None = None,
 ) -> tuple[list[Message], int]:
     """Drive the app with `messages` as the request; the messages it sent and how many
     times it called receive."""
@@ -362,18 +367,18 @@ async def _call(
     async def send(message: Message) -> None:
         sent.append(message)
 
-    token = node.service_token().encode()
+    bearer = (token or node.service_token()).encode()
     scope: Scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.4"},
         "http_version": "1.1",
         "method": "POST",
         "scheme": "http",
-        "path": "/v1/events",
-        "raw_path": b"/v1/events",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "root_path": "",
-        "headers": [(b"authorization", b"Bearer " + token), *headers],
+        "headers": [(b"authorization", b"Bearer " + bearer), *headers],
         "client": ("127.0.0.1", 5000),
         "server": ("127.0.0.1", 8000),
         "state": {},
@@ -431,6 +436,18 @@ async def test_a_client_gone_mid_body_is_answered_nothing_and_stores_nothing(
     assert await node.gateway.store.read_events("t1", after_seq=0, limit=10) == []
     (line,) = records
     assert (vars(line)["status"], vars(line)["route"]) == (CLIENT_CLOSED, "unmatched")
+    # Every route reads its body through the same middleware, and is spared the same way.
+    thread: list[Message] = [
+        {"type": "http.request", "body": b'{"thread_id": "t9"}', "more_body": True}
+    ]
+    sent, _ = await _call(
+        node,
+        [*thread, {"type": "http.disconnect"}],
+        [(b"content-type", b"application/json")],
+        path="/v1/threads",
+        token=node.token("alice"),
+    )
+    assert sent == [] and await node.gateway.store.get_thread("t9") is None
 
 
 # -- over a real socket -------------------------------------------------------------------
