@@ -45,25 +45,40 @@ CLOSE_TIMEOUT: Final = 5.0
 logger = logging.getLogger("threadwire.gateway")
 
 
-class _Tally:
-    """Deliveries counted in bulk: one update of the counter per pass of the event loop
-    (an event's whole fan-out), not one per frame."""
+class _EndOfPass:
+    """Work deferred to the end of the event loop's pass: frames offered to a connection
+    during the pass go out in one write (one system call for a burst of events, such as
+    a group commit's events of one thread), and deliveries update the counter once."""
 
     def __init__(self) -> None:
         self._counter = metrics.events_delivered.labels("ws")
-        self._pending = 0
+        self._delivered = 0
+        self._corked: list[Connection] = []
+        self._scheduled = False
 
-    def add(self) -> None:
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._pending += 1
+    def delivered(self) -> None:
+        self._delivered += 1
+        self._schedule()
 
-    def _flush(self) -> None:
-        self._counter.inc(self._pending)
-        self._pending = 0
+    def cork(self, connection: Connection) -> None:
+        self._corked.append(connection)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._run)
+
+    def _run(self) -> None:
+        self._scheduled = False
+        corked, self._corked = self._corked, []
+        for connection in corked:
+            connection.uncork()
+        self._counter.inc(self._delivered)
+        self._delivered = 0
 
 
-_delivered: Final = _Tally()
+_end_of_pass: Final = _EndOfPass()
 
 
 class BadFrame(ValueError):
@@ -137,6 +152,7 @@ class Connection:
         self._sending = False
         self._blocked: tuple[Coroutine[Any, Any, None], Any] | None = None
         self._write_frame = frame_writer(websocket.scope)
+        self._cork: list[Wire] | None = None
 
     # -- the hub's side (Sink) -------------------------------------------------------
 
@@ -144,22 +160,42 @@ class Connection:
         """Queue a live event; on overflow close with 4008 and return False."""
         if self._close is not None:
             return False
-        if self._events_queued >= self._capacity:
+        cork = self._cork
+        if self._events_queued + (len(cork) if cork else 0) >= self._capacity:
             metrics.lagging_closes.labels("ws").inc()
             logger.info("closing a lagging connection", extra={"connection": self.id})
             self.close(CLOSE_LAGGING, "lagging: resume with after_seq")
             return False
         if not self._queue and not self._sending and self._blocked is None:
-            # Nothing ahead of it: write now rather than wake the sender task for it.
-            write_frame = self._write_frame
-            _delivered.add()
-            if write_frame is None or not write_frame(wire.frame):
+            # Nothing ahead of it: write at the end of this pass (with any other event
+            # offered meanwhile) or now, rather than wake the sender task for it.
+            _end_of_pass.delivered()
+            if cork is not None:
+                cork.append(wire)
+            elif self._write_frame is not None:
+                self._cork = [wire]
+                _end_of_pass.cork(self)
+            else:
                 self._write_now(wire.json)
             return True
         self._queue.append(wire)
         self._events_queued += 1
         self._wake.set()
         return True
+
+    def uncork(self) -> None:
+        """Write the events offered during this pass in one go, or, when the socket cannot
+        take them now, queue them ahead of everything queued after them."""
+        cork, self._cork = self._cork, None
+        if not cork:
+            return
+        assert self._write_frame is not None
+        frames = cork[0].frame if len(cork) == 1 else b"".join(w.frame for w in cork)
+        if self._write_frame(frames):
+            return
+        self._queue.extendleft(reversed(cork))
+        self._events_queued += len(cork)
+        self._wake.set()
 
     async def put(self, wire: Wire) -> bool:
         """Queue a replayed event once the queue is below its low-water mark."""
@@ -309,7 +345,7 @@ class Connection:
                     self._events_queued -= 1
                     if self._events_queued < self._low_water:
                         self._room.set()
-                    _delivered.add()
+                    _end_of_pass.delivered()
                     text = item.json
                 else:
                     text = item
