@@ -14,8 +14,9 @@ published two ways:
 - `http`: one event per HTTP POST from the load generator (threadwire: `POST
   /v1/events` with a service token; peers: `POST /publish/<room>`, which broadcasts);
 - `inproc`: from inside the server (threadwire: one run per thread of the agent
-  `benchmarks.fanout.agent:fanout`, started with `--agent`, emitting with `ctx.emit`;
-  peers: one loop per room that broadcasts).
+  `benchmarks.fanout.agent:fanout`, started with `--agent`, emitting with
+  `ctx.emit_nowait`, as a token-streaming agent does; peers: one loop per room that
+  broadcasts).
 
 threadwire runs as `threadwire serve` does by default: the embedded SQLite store, so
 every event is persisted before it is delivered. The peers store nothing.

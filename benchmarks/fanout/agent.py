@@ -1,8 +1,10 @@
 """The threadwire agent of the in-process phase: `--agent benchmarks.fanout.agent:fanout`.
 
 One run per room (thread). It emits up to `events` events of the workload with
-`ctx.emit`, each persisted by threadwire's store before it is delivered, paced by the
-load generator's credits like every other in-process publisher.
+`ctx.emit_nowait`, as an agent streaming tokens does: each event is persisted by
+threadwire's store before it is delivered, and the agent goes on to the next one while
+the store works, paced only by the load generator's credits like every other
+in-process publisher (so at most a window of events per room is in flight).
 
 Input: `{"room": int, "events": int, "pad": int, "credit_port": int}`.
 """
@@ -38,6 +40,7 @@ async def fanout(ctx: RunContext, input: dict[str, Any]) -> dict[str, int]:
     emitted = 0
     while emitted < limit and await board.acquire(room, emitted):
         # Same key order as workload.payload: the receivers find "i" then "t".
-        await ctx.emit(EVENT_TYPE, {"i": emitted, "t": now_us(), "pad": pad})
+        ctx.emit_nowait(EVENT_TYPE, {"i": emitted, "t": now_us(), "pad": pad})
         emitted += 1
+    await ctx.flush()
     return {"emitted": emitted}

@@ -9,6 +9,7 @@ closed and any further emit raises `RunFinished`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,10 @@ from threadwire.runtime.errors import RunFinished
 
 RESERVED_TYPES: Final = frozenset({RUN_QUEUED, AGENT_STARTED, *TERMINAL_TYPES})
 """Lifecycle events only the runtime writes; `ctx.emit` refuses them."""
+MAX_IN_FLIGHT: Final = 1024
+"""Events of one run that `emit_nowait` lets wait for the store at once."""
+
+logger = logging.getLogger("threadwire.runtime")
 
 
 def new_event(run_id: str, thread_id: str, type: str, data: dict[str, Any]) -> NewEvent:
@@ -98,6 +103,8 @@ class RunContext:
         self._lock = asyncio.Lock()
         self._closed = False
         self._tool_calls = 0
+        self._in_flight: set[asyncio.Task[Event]] = set()
+        self._failure: BaseException | None = None
 
     @property
     def closed(self) -> bool:
@@ -114,13 +121,38 @@ class RunContext:
 
     async def emit(self, type: str, data: dict[str, Any] | None = None) -> Event:
         """Emit an event of `type` (custom types allowed; lifecycle types are not)."""
-        if not is_valid_event_type(type):
-            raise ValueError(f"event type {type!r} is not 1 to 64 characters of a-z 0-9 _ . : -")
-        if type in RESERVED_TYPES:
-            raise ValueError(f"event type {type!r} is written by the runtime, not by agents")
-        if data is not None and not isinstance(data, dict):
-            raise TypeError(f"event data must be a dict, not {data.__class__.__name__}")
-        return await self._emit(type, dict(data or {}))
+        return await self._emit(type, _agent_data(type, data))
+
+    def emit_nowait(self, type: str, data: dict[str, Any] | None = None) -> asyncio.Task[Event]:
+        """Emit without waiting for the store: for agents that produce faster than one
+        commit per event (streamed tokens).
+
+        The event is stored, then delivered, in call order with every other event of
+        the run, and before its terminal event; no subscriber sees it before it is
+        stored. Await the returned task for the stored event (or the reason it was
+        not stored), or `flush()` for all of them. Raises `asyncio.QueueFull` when
+        MAX_IN_FLIGHT events of the run are still waiting for the store.
+        """
+        data = _agent_data(type, data)
+        check_json(data, f"data of {type!r}")
+        if self._closed:
+            raise RunFinished(self.run_id, "finished")
+        if self._failure is not None:
+            raise self._failure
+        if len(self._in_flight) >= MAX_IN_FLIGHT:
+            raise asyncio.QueueFull(
+                f"{MAX_IN_FLIGHT} events of run {self.run_id} are waiting for the store: "
+                "await some of them or ctx.flush()"
+            )
+        return self._queue(type, data)
+
+    async def flush(self) -> None:
+        """Wait until every event emitted so far is stored and announced; raises the
+        first error of any of them."""
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight)
+        if self._failure is not None:
+            raise self._failure
 
     @asynccontextmanager
     async def tool(
@@ -161,6 +193,14 @@ class RunContext:
 
     async def _emit(self, type: str, data: dict[str, Any]) -> Event:
         check_json(data, f"data of {type!r}")
+        if self._failure is not None:
+            raise self._failure
+        if self._in_flight:
+            # Behind the events still in flight: a task's first step is where it queues
+            # for the store, and tasks take their first step in the order made.
+            if self._closed:
+                raise RunFinished(self.run_id, "finished")
+            return await self._queue(type, data)
         async with self._lock:
             if self._closed:
                 raise RunFinished(self.run_id, "finished")
@@ -169,14 +209,50 @@ class RunContext:
             )
         return stored[0]
 
+    def _queue(self, type: str, data: dict[str, Any]) -> asyncio.Task[Event]:
+        task = asyncio.get_running_loop().create_task(
+            self._store_one(new_event(self.run_id, self.thread_id, type, data))
+        )
+        self._in_flight.add(task)
+        task.add_done_callback(self._landed)
+        return task
+
+    async def _store_one(self, event: NewEvent) -> Event:
+        stored = await self._coordinator.emit([event])
+        return stored[0]
+
+    def _landed(self, task: asyncio.Task[Event]) -> None:
+        """An event emitted without waiting is stored, or not: the run's next emit (and
+        `flush`) raises the first failure, so no later event hides a lost one."""
+        self._in_flight.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and self._failure is None:
+            self._failure = exc
+            logger.warning(
+                "run %s: an event emitted without waiting was not stored: %r", self.run_id, exc
+            )
+
     async def _finish(self, type: str, data: dict[str, Any]) -> Event:
         """Close the context and write the run's terminal event after everything emitted."""
         async with self._lock:
             self._closed = True
+            if self._in_flight:  # stored in order already; announced before the end
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
             stored = await self._coordinator.emit(
                 [new_event(self.run_id, self.thread_id, type, data)]
             )
         return stored[0]
+
+
+def _agent_data(type: str, data: dict[str, Any] | None) -> dict[str, Any]:
+    """Check what an agent passes to `emit`; a copy of its data."""
+    if not is_valid_event_type(type):
+        raise ValueError(f"event type {type!r} is not 1 to 64 characters of a-z 0-9 _ . : -")
+    if type in RESERVED_TYPES:
+        raise ValueError(f"event type {type!r} is written by the runtime, not by agents")
+    if data is not None and not isinstance(data, dict):
+        raise TypeError(f"event data must be a dict, not {data.__class__.__name__}")
+    return dict(data or {})
 
 
 def _elapsed_ms(started: float) -> int:
