@@ -19,7 +19,7 @@ from threadwire.events import AGENT_ERROR, NewEvent, utcnow
 from threadwire.ids import new_event_id
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.settle import settle, terminal_events
-from threadwire.store.base import RunRecord, Store
+from threadwire.store.base import RunEnded, RunRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,15 @@ async def end_runs_of_node(
                 metrics.orphaned_runs.labels("settled").inc()
                 continue
             new = NewEvent(new_event_id(), thread_id, run.run_id, AGENT_ERROR, utcnow(), error)
-            [stored] = await coordinator.emit([new])
+            try:
+                [stored] = await coordinator.emit([new])
+            except RunEnded as refused:
+                # The node, not quite dead, ended the run itself since the read above.
+                if refused.terminal is None:
+                    raise
+                recovered.settled.append(await settle(store, run, refused.terminal))
+                metrics.orphaned_runs.labels("settled").inc()
+                continue
             recovered.failed.append(
                 await store.update_run(
                     run.run_id, status="failed", finished_at=stored.ts, error=dict(error)
@@ -80,6 +88,10 @@ async def end_runs_of_node(
         log.warning(
             "ended %d unfinished runs of node %s (%d failed with %s, %d already had "
             "their terminal event)",
-            len(runs), node_id, len(recovered.failed), code, len(recovered.settled),
+            len(runs),
+            node_id,
+            len(recovered.failed),
+            code,
+            len(recovered.settled),
         )
     return recovered

@@ -20,7 +20,7 @@ from threadwire.events import dumps
 from threadwire.ids import InvalidIdError
 from threadwire.runtime.errors import IngestError, RuntimeRefusal
 from threadwire.store import EventsGone, StoreError
-from threadwire.store.base import EventExists, InvalidCursor, NotFound, RunExists
+from threadwire.store.base import EventExists, InvalidCursor, NotFound, RunEnded, RunExists
 
 PROBLEM_JSON: Final = "application/problem+json"
 
@@ -117,7 +117,7 @@ def from_store(exc: StoreError) -> Problem:
     """The HTTP form of a store refusal that reached a handler unmapped."""
     if isinstance(exc, InvalidCursor):
         return Problem(422, "invalid_request", f"before: {exc}", field="before")
-    if isinstance(exc, EventExists | RunExists):
+    if isinstance(exc, EventExists | RunExists | RunEnded):
         return Problem(409, exc.code, str(exc))
     if isinstance(exc, NotFound):
         return Problem(404, "not_found", "not found")

@@ -38,7 +38,8 @@ from threadwire.ids import (
 from threadwire.runtime import metrics
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import IngestError
-from threadwire.store.base import RunRecord, RunStatus, Store
+from threadwire.runtime.settle import settle
+from threadwire.store.base import RunEnded, RunRecord, RunStatus, Store
 
 MAX_BATCH: Final = 500
 MAX_IDEMPOTENCY_KEY: Final = 128
@@ -51,9 +52,9 @@ EXTERNAL_AGENT: Final = "external"
 """The agent name recorded for runs first seen through ingest (unless `run_queued` names one)."""
 LEGACY_RUN_ID_KEY: Final = "legacy_run_id"
 ROUTE_CACHE_SIZE: Final = 10_000
-"""Producer run IDs whose canonical run and thread this node remembers (LRU). A run
-never changes thread and a legacy ID never changes run, so an entry never goes stale;
-it only saves the store read that routed it the first time."""
+"""Producer run IDs whose canonical run, thread and supervision this node remembers
+(LRU). A run never changes thread or node_id and a legacy ID never changes run, so an
+entry never goes stale; it only saves the store read that routed it the first time."""
 
 Resolver = Callable[[Sequence[str]], "str | None"]
 
@@ -73,6 +74,9 @@ class _Target:
     thread_id: str
     legacy_id: str | None
     known: bool
+    supervised: bool = False
+    """The run has a node_id: threadwire executes it and writes its terminal event. A
+    run's node_id is set when it is recorded and never changes, so this is cached too."""
 
 
 _Planned = tuple[_Target, str, dict[str, Any]]
@@ -88,7 +92,7 @@ class Ingestor:
         # Serialises first sight of a run on this node, so two batches naming the same
         # new legacy ID do not mint two canonical IDs for it.
         self._first_sight = asyncio.Lock()
-        self._routes: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._routes: OrderedDict[str, tuple[str, str, bool]] = OrderedDict()
 
     async def ingest(
         self, events: list[dict[str, Any]], *, idempotency_key: str | None = None
@@ -96,7 +100,8 @@ class Ingestor:
         """Store `events` atomically (all or none) in order; returns the stored events.
 
         Raises IngestError (400 ID error code, 404 `not_found`/`unknown_run`, 409
-        `thread_mismatch`, 422 `invalid_event`/`invalid_request`), counted by code.
+        `thread_mismatch`/`run_finished`/`run_supervised`, 422
+        `invalid_event`/`invalid_request`), counted by code.
         """
         try:
             return await self._ingest(events, idempotency_key)
@@ -122,7 +127,7 @@ class Ingestor:
             replay = await self.store.idempotent_events(plan[0][0].thread_id, key)
             if replay is not None:
                 return replay
-        await self._check_run_life(plan)
+        _check_supervised(plan)
         async with self._first_sight:
             for target in {id(t): t for t, _, _ in plan if not t.known}.values():
                 await self._record(target, plan)
@@ -138,53 +143,43 @@ class Ingestor:
         # the run finds it finished (as the supervisor does for its own runs).
         undo = await self._finish_runs(batch)
         try:
+            # The store refuses, atomically with the append, any event of a run after its
+            # terminal event (stored, or earlier in this batch): decision 0111.
             stored = await self.coordinator.emit(batch, idempotency_key=key)
+        except RunEnded as exc:
+            await self._undo(undo, exc)
+            raise IngestError(
+                409, "run_finished", f"run {exc.run_id!r} already ended", exc.index
+            ) from None
         except BaseException:
-            for run in undo:
-                await self.store.update_run(
-                    run.run_id,
-                    status=run.status,
-                    finished_at=run.finished_at,
-                    result=run.result,
-                    error=run.error,
-                )
+            await self._undo(undo, None)
             raise
         metrics.ingest_events_total.inc(len(stored))
         return stored
 
-    async def _check_run_life(self, plan: list[_Planned]) -> None:
-        """Exactly one terminal event per run: nothing after a run's terminal event (in
-        the store or earlier in this batch), and no terminal event for a run threadwire
-        supervises (its supervisor writes that one)."""
-        finished: set[str] = set()
-        runs: dict[str, RunRecord | None] = {}
-        for index, (target, type_, _) in enumerate(plan):
-            if target.known and target.run_id not in runs:
-                runs[target.run_id] = await self.store.get_run(target.run_id)
-            run = runs.get(target.run_id)
-            if target.run_id in finished or (run is not None and run.finished):
-                raise IngestError(
-                    409, "run_finished", f"run {target.run_id!r} already ended", index
-                )
-            if type_ in TERMINAL_TYPES:
-                if run is not None and run.node_id is not None:
-                    raise IngestError(
-                        409,
-                        "run_supervised",
-                        f"run {target.run_id!r} is executed by threadwire, which writes its "
-                        "terminal event",
-                        index,
-                    )
-                finished.add(target.run_id)
+    async def _undo(self, runs: list[RunRecord], ended: RunEnded | None) -> None:
+        """Put back the statuses `_finish_runs` recorded for a batch that was not stored;
+        a run another request ended meanwhile gets the status its stored end implies."""
+        for run in runs:
+            if ended is not None and ended.run_id == run.run_id and ended.terminal is not None:
+                await settle(self.store, run, ended.terminal)
+                continue
+            await self.store.update_run(
+                run.run_id,
+                status=run.status,
+                finished_at=run.finished_at,
+                result=run.result,
+                error=run.error,
+            )
 
     async def _route(self, raw: str, thread_hint: str | None, index: int) -> _Target:
         """Resolve one producer run ID to its canonical run and thread."""
         route = self._routes.get(raw)
         if route is not None:
             self._routes.move_to_end(raw)
-            run_id, run_thread = route
+            run_id, run_thread, supervised = route
             _agree(thread_hint, run_thread, raw, index)
-            return _Target(run_id, run_thread, None if raw == run_id else raw, True)
+            return _Target(run_id, run_thread, None if raw == run_id else raw, True, supervised)
         try:
             known = await self.store.get_run(raw)
         except InvalidIdError as exc:
@@ -192,7 +187,7 @@ class Ingestor:
         if known is not None:
             _agree(thread_hint, known.thread_id, raw, index)
             legacy = None if raw == known.run_id else raw
-            target = _Target(known.run_id, known.thread_id, legacy, True)
+            target = _Target(known.run_id, known.thread_id, legacy, True, known.node_id is not None)
             self._remember(raw, target)
             return target
         parsed = await self._parse(raw, thread_hint, index)
@@ -214,7 +209,7 @@ class Ingestor:
 
     def _remember(self, raw: str, target: _Target) -> None:
         """Route `raw` to the (stored) run of `target` from now on, without a read."""
-        self._routes[raw] = (target.run_id, target.thread_id)
+        self._routes[raw] = (target.run_id, target.thread_id, target.supervised)
         self._routes.move_to_end(raw)
         if len(self._routes) > ROUTE_CACHE_SIZE:
             self._routes.popitem(last=False)
@@ -236,7 +231,7 @@ class Ingestor:
     async def _record(self, target: _Target, plan: list[_Planned]) -> None:
         """Record a run seen for the first time (or adopt the one another batch recorded)."""
         legacy = target.legacy_id
-        existing = await self.store.canonical_run_id(legacy or target.run_id)
+        existing = await self.store.get_run(legacy or target.run_id)
         if existing is None:
             thread = await self.store.get_thread(target.thread_id)
             agent = EXTERNAL_AGENT
@@ -256,8 +251,9 @@ class Ingestor:
                 started_at=now,
             )
             stored = await self.store.ensure_run(run, legacy_id=legacy)
-            existing = await self.store.canonical_run_id(legacy or stored.run_id)
-        target.run_id = existing or target.run_id
+            existing = await self.store.get_run(legacy or stored.run_id) or stored
+        target.run_id = existing.run_id
+        target.supervised = existing.node_id is not None
         target.known = True
 
     async def _finish_runs(self, batch: Sequence[NewEvent]) -> list[RunRecord]:
@@ -282,6 +278,21 @@ class Ingestor:
             before.append(run)
             await self.store.update_run(run.run_id, **changes)
         return before
+
+
+def _check_supervised(plan: list[_Planned]) -> None:
+    """No terminal event for a run threadwire supervises: its supervisor writes that one.
+
+    The other half of "exactly one terminal event per run", nothing after a run's end,
+    is the store's, checked in the append's transaction (decision 0111)."""
+    for index, (target, type_, _) in enumerate(plan):
+        if target.supervised and type_ in TERMINAL_TYPES:
+            raise IngestError(
+                409,
+                "run_supervised",
+                f"run {target.run_id!r} is executed by threadwire, which writes its terminal event",
+                index,
+            )
 
 
 def _check_request(events: object, key: object) -> None:

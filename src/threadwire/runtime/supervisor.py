@@ -35,7 +35,7 @@ from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import AgentError, RunElsewhere, RunFinished, ShuttingDown
 from threadwire.runtime.registry import AgentRegistry, AgentSpec
 from threadwire.runtime.settle import STATUS_OF_TERMINAL, settle, terminal_events
-from threadwire.store.base import EventsGone, NotFound, RunRecord, RunStatus, Store
+from threadwire.store.base import EventsGone, NotFound, RunEnded, RunRecord, RunStatus, Store
 
 if TYPE_CHECKING:
     from threadwire.config import Settings
@@ -178,7 +178,10 @@ class Supervisor:
                     recovered.append(await settle(self.store, record, terminal))
                     continue
                 outcome = _Outcome("failed", AGENT_ERROR, error, None, error)
-                recovered.append(await self._end_unowned(record, outcome))
+                try:
+                    recovered.append(await self._end_unowned(record, outcome))
+                except RunEnded as refused:
+                    recovered.append(await self._settle_ended(record, refused))
         return recovered
 
     async def submit(
@@ -275,6 +278,11 @@ class Supervisor:
                     outcome = _cancelled(run.stop_reason)
                 else:
                     outcome = await self._execute(run)
+            except RunEnded:
+                # Another writer ended the run before it started: the cluster, which took
+                # this node for dead (0064). `_finalize` finds that end and records it.
+                error = {"code": "ended_elsewhere", "message": "the run was ended elsewhere"}
+                outcome = _Outcome("failed", AGENT_ERROR, error, None, error)
             except Exception:
                 log.exception("run %s: the runtime failed to run the agent", run.record.run_id)
                 error = {"code": "internal", "message": "the run could not be executed"}
@@ -362,7 +370,9 @@ class Supervisor:
         the store, which recovery finds, sees the event, and only settles. The other
         order could leave a finished run without a terminal event, which nothing finds.
         A terminal event that cannot be stored leaves the status unfinished too, so the
-        node's next start (or the cluster, if the node dies) ends the run."""
+        node's next start (or the cluster, if the node dies) ends the run. One the store
+        refuses because the run has ended already (the cluster ended it, taking this node
+        for dead: 0064, 0111) is dropped, and the run gets the status of its stored end."""
         changes: dict[str, Any] = {
             "status": outcome.status,
             "finished_at": utcnow(),
@@ -371,26 +381,41 @@ class Supervisor:
         }
         final = run.record.evolve(**changes)
         try:
-            terminal = await run.ctx._finish(outcome.type, outcome.data)
-            changes["finished_at"] = terminal.ts
             try:
-                final = await self.store.update_run(run.record.run_id, **changes)
-            except Exception:
-                log.exception(
-                    "run %s: final status could not be stored after its terminal event; "
-                    "recovery will record it",
-                    run.record.run_id,
-                )
-                final = run.record.evolve(**changes)
+                terminal = await run.ctx._finish(outcome.type, outcome.data)
+            except RunEnded as refused:
+                final = await self._settle_ended(run.record, refused)
+            else:
+                changes["finished_at"] = terminal.ts
+                try:
+                    final = await self.store.update_run(run.record.run_id, **changes)
+                except Exception:
+                    log.exception(
+                        "run %s: final status could not be stored after its terminal event; "
+                        "recovery will record it",
+                        run.record.run_id,
+                    )
+                    final = run.record.evolve(**changes)
         finally:
             run.final = final
             self._runs.pop(run.record.run_id, None)
             run.done.set()
-            metrics.runs_total.labels(agent=run.spec.name, status=outcome.status).inc()
+            metrics.runs_total.labels(agent=run.spec.name, status=final.status).inc()
             if run.started is not None:
                 elapsed = time.monotonic() - run.started
                 metrics.run_duration_seconds.labels(agent=run.spec.name).observe(elapsed)
         return final
+
+    async def _settle_ended(self, record: RunRecord, refused: RunEnded) -> RunRecord:
+        """The run as its stored end says, after the store refused this node's end of it."""
+        log.warning(
+            "run %s ended before this node could end it (the cluster took the node for "
+            "dead, or its worker ended it); the stored end stands",
+            record.run_id,
+        )
+        if refused.terminal is not None:
+            return await settle(self.store, record, refused.terminal)
+        return await self.store.get_run(record.run_id) or record
 
     async def _end_unowned(self, record: RunRecord, outcome: _Outcome) -> RunRecord:
         """End a run no task of this process owns (an orphan, an external worker's):
@@ -442,7 +467,11 @@ class Supervisor:
             if route and self.remote_cancel is not None:
                 return await self.remote_cancel(record.run_id, record.node_id)
             raise RunElsewhere(record.run_id, record.node_id)
-        return await self._end_unowned(record, _cancelled("cancelled"))
+        try:
+            return await self._end_unowned(record, _cancelled("cancelled"))
+        except RunEnded as refused:  # it ended meanwhile (its worker, the cluster)
+            final = await self._settle_ended(record, refused)
+            raise RunFinished(final.run_id, final.status) from None
 
     async def wait(self, run_id: str, timeout: float | None = None) -> RunRecord:  # noqa: ASYNC109
         """The run once it reached a final status (TimeoutError after `timeout` seconds).

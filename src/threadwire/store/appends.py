@@ -17,16 +17,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import bindparam, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, insert, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError, StatementError
 
-from threadwire.events import Event, utcnow
-from threadwire.store.base import EventExists, NotFound
+from threadwire.events import TERMINAL_TYPES, Event, NewEvent, utcnow
+from threadwire.store.base import EventExists, NotFound, RunEnded
 from threadwire.store.engine import json_dumps
 from threadwire.store.groupcommit import AppendRequest
-from threadwire.store.tables import events, idempotency_keys, threads
+from threadwire.store.tables import events, idempotency_keys, runs, threads
 
 Outcome = list[Event] | Exception
 
@@ -79,8 +79,9 @@ def _write_one_by_one(conn: Connection, batch: Sequence[AppendRequest]) -> list[
 def apply_batch(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcome]:
     """Write `batch` on `conn` (inside its transaction); one outcome per request.
 
-    A request refused here (unknown thread, bad event) writes nothing and gets its
-    exception as outcome; a database error raises, and the caller retries the requests
+    A request refused here (unknown thread, bad event, an event after its run's end)
+    writes nothing and gets its exception as outcome; a retried key is answered before
+    any of these rules; a database error raises, and the caller retries the requests
     one savepoint each so that only the culprit fails.
     """
     followers = _followers(batch)
@@ -104,8 +105,11 @@ def apply_batch(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcom
             plan.write.remove(i)
 
     _claim_keys(conn, batch, plan)
-    stored = _assign_seqs(batch, plan, last_seq)
+    ended = _lock_runs(conn, sorted({e.run_id for i in plan.write for e in batch[i].events}))
+    stored, refused = _assign_seqs(batch, plan, last_seq, ended)
     _write_events(conn, last_seq, stored)
+    _mark_ended(conn, ended, stored)
+    _refuse_after_end(conn, batch, plan, refused)
     _replay(conn, plan)
 
     results: list[Outcome] = []
@@ -176,6 +180,25 @@ def _lock_threads(conn: Connection, thread_ids: list[str]) -> dict[str, int]:
     return found
 
 
+def _lock_runs(conn: Connection, run_ids: list[str]) -> dict[str, int | None]:
+    """Lock the recorded runs' rows in ID order; returns their ended_seq (None: not
+    ended). Runs not recorded are absent: the run-life rule applies to recorded runs.
+
+    On PostgreSQL the lock (taken after the threads', in a fixed order, so no deadlock)
+    makes the check and the marking of a run's end atomic even for appends that name
+    the run under another thread; on SQLite `BEGIN IMMEDIATE` already does."""
+    found: dict[str, int | None] = {}
+    for chunk in _chunks(run_ids):
+        rows = conn.execute(
+            select(runs.c.run_id, runs.c.ended_seq)
+            .where(runs.c.run_id.in_(chunk))
+            .order_by(runs.c.run_id)
+            .with_for_update()
+        )
+        found.update({row.run_id: row.ended_seq for row in rows})
+    return found
+
+
 def _on_conflict_insert(conn: Connection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
@@ -214,19 +237,122 @@ def _claim_keys(conn: Connection, batch: Sequence[AppendRequest], plan: _Plan) -
             plan.replay[i] = (thread_id, key)
 
 
+_Refusal = tuple[str, int, int | None]
+"""A request refused by the run-life rule: the run, the event's index, the run's ended_seq."""
+
+
 def _assign_seqs(
-    batch: Sequence[AppendRequest], plan: _Plan, last_seq: dict[str, int]
-) -> list[Event]:
-    """Give each written event its thread's next seq, in batch order (updates last_seq)."""
+    batch: Sequence[AppendRequest],
+    plan: _Plan,
+    last_seq: dict[str, int],
+    ended: dict[str, int | None],
+) -> tuple[list[Event], dict[int, _Refusal]]:
+    """Give each written event its thread's next seq, in batch order (updates last_seq),
+    and refuse requests that name a recorded run after its end (updates `ended` with the
+    ends this batch writes). Returns the events to insert and the refused requests."""
     stored: list[Event] = []
-    for i in plan.write:
+    refused: dict[int, _Refusal] = {}
+    for i in list(plan.write):
+        refusal = _after_end(batch[i].events, ended)
+        if refusal is not None:
+            refused[i] = refusal
+            plan.write.remove(i)
+            continue
         mine: list[Event] = []
         for new in batch[i].events:
             last_seq[new.thread_id] += 1
-            mine.append(Event.stored(new, last_seq[new.thread_id]))
+            event = Event.stored(new, last_seq[new.thread_id])
+            if new.type in TERMINAL_TYPES and new.run_id in ended:
+                ended[new.run_id] = event.seq
+            mine.append(event)
         plan.outcomes[i] = mine
         stored.extend(mine)
-    return stored
+    return stored, refused
+
+
+def _after_end(new_events: Sequence[NewEvent], ended: dict[str, int | None]) -> _Refusal | None:
+    """The first event of a request that follows its (recorded) run's end, if any."""
+    ending: set[str] = set()
+    for index, new in enumerate(new_events):
+        if new.run_id not in ended:
+            continue
+        if new.run_id in ending:
+            return new.run_id, index, None
+        seq = ended[new.run_id]
+        if seq is not None:
+            return new.run_id, index, seq
+        if new.type in TERMINAL_TYPES:
+            ending.add(new.run_id)
+    return None
+
+
+def _refuse_after_end(
+    conn: Connection,
+    batch: Sequence[AppendRequest],
+    plan: _Plan,
+    refused: dict[int, _Refusal],
+) -> None:
+    """Answer the refused requests with RunEnded and release the keys they claimed."""
+    if not refused:
+        return
+    keys = [
+        {"b_thread": batch[i].events[0].thread_id, "b_key": batch[i].key}
+        for i in refused
+        if batch[i].key
+    ]
+    if keys:
+        conn.execute(
+            delete(idempotency_keys).where(
+                idempotency_keys.c.thread_id == bindparam("b_thread"),
+                idempotency_keys.c.key == bindparam("b_key"),
+            ),
+            keys,
+        )
+    terminals = _terminals(conn, batch, refused)
+    for i, (run_id, index, seq) in refused.items():
+        plan.outcomes[i] = RunEnded(run_id, index, terminals.get((run_id, seq)))
+
+
+def _terminals(
+    conn: Connection, batch: Sequence[AppendRequest], refused: dict[int, _Refusal]
+) -> dict[tuple[str, int | None], Event]:
+    """The terminal events the refusals point at, by (run, seq): stored before, or by
+    this batch (read after its inserts; a refusal is rare, so a read of its own is fine)."""
+    found: dict[tuple[str, int | None], Event] = {}
+    for i, (run_id, _, seq) in refused.items():
+        if not seq or (run_id, seq) in found:
+            continue
+        thread_id = batch[i].events[0].thread_id
+        for new in batch[i].events:
+            if new.run_id == run_id:
+                thread_id = new.thread_id
+                break
+        row = conn.execute(
+            select(events).where(
+                events.c.run_id == run_id,
+                events.c.seq == seq,
+                events.c.thread_id == thread_id,
+            )
+        ).first()
+        if row is not None:
+            found[(run_id, seq)] = event_from_row(row)
+    return found
+
+
+def _mark_ended(conn: Connection, ended: dict[str, int | None], stored: list[Event]) -> None:
+    """Record the end of each recorded run whose terminal event this batch writes."""
+    ends = [
+        {"b_run": e.run_id, "b_seq": e.seq}
+        for e in stored
+        if e.type in TERMINAL_TYPES and ended.get(e.run_id) == e.seq
+    ]
+    if ends:
+        conn.execute(
+            update(runs)
+            .where(runs.c.run_id == bindparam("b_run"))
+            .values(ended_seq=bindparam("b_seq")),
+            ends,
+        )
 
 
 def _write_events(conn: Connection, last_seq: dict[str, int], stored: list[Event]) -> None:

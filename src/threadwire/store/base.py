@@ -58,6 +58,27 @@ class EventExists(StoreError):
     code = "event_exists"
 
 
+class RunEnded(StoreError):
+    """An append names a recorded run after its terminal event: stored already, or earlier
+    in the same append. Nothing follows a run's terminal event (decision 0111).
+
+    `index` is the position of the first refused event in the append; `terminal` is the
+    run's stored terminal event when there is one to show (None when it came earlier in
+    the same append, or was pruned).
+    """
+
+    code = "run_finished"
+
+    def __init__(self, run_id: str, index: int, terminal: Event | None = None) -> None:
+        super().__init__(
+            f"run {run_id!r} already ended: event {index} of the append comes after its "
+            "terminal event"
+        )
+        self.run_id = run_id
+        self.index = index
+        self.terminal = terminal
+
+
 class InvalidCursor(StoreError, ValueError):
     """A `before` cursor this store did not hand out."""
 
@@ -246,8 +267,11 @@ class Store(Protocol):
         """Store `events` atomically, giving each the next seq of its thread, in order.
 
         With `idempotency_key`, a retry (same key, same thread) stores nothing and
-        returns the events stored the first time. All or nothing: raises NotFound (a
-        thread does not exist) or EventExists (an event_id is taken) and stores none.
+        returns the events stored the first time, before any rule below is applied.
+        All or nothing: raises NotFound (a thread does not exist), EventExists (an
+        event_id is taken) or RunEnded (an event of a recorded run comes after that
+        run's terminal event, stored or earlier in `events`) and stores none. An event
+        of a type in `events.TERMINAL_TYPES` ends its run, atomically with its append.
         """
         ...
 

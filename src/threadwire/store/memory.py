@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from threadwire.events import Event, NewEvent, dumps, utcnow
+from threadwire.events import TERMINAL_TYPES, Event, NewEvent, dumps, utcnow
 from threadwire.store import resolve
 from threadwire.store.base import (
     MAX_PAGE,
@@ -22,6 +22,7 @@ from threadwire.store.base import (
     NotFound,
     Page,
     PruneResult,
+    RunEnded,
     RunExists,
     RunRecord,
     ThreadExists,
@@ -44,6 +45,8 @@ class MemoryStore:
         self._aliases: dict[str, tuple[str, str]] = {}
         self._idempotency: dict[tuple[str, str], list[Event]] = {}
         self._event_ids: set[str] = set()
+        self._ended: dict[str, Event] = {}
+        """Recorded runs whose terminal event is stored -> that event."""
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
@@ -141,6 +144,7 @@ class MemoryStore:
                     raise EventExists(new.event_id)
                 seen.add(new.event_id)
                 _check_event(new)
+            self._check_run_life(events)
             self._event_ids |= seen
             stored: list[Event] = []
             for new in events:
@@ -149,9 +153,25 @@ class MemoryStore:
                 self._threads[new.thread_id] = replace(thread, head_seq=event.seq)
                 self._events[new.thread_id].append(event)
                 stored.append(event)
+                if event.is_terminal and event.run_id in self._runs:
+                    self._ended[event.run_id] = event
             if key is not None:
                 self._idempotency[key] = stored
             return stored
+
+    def _check_run_life(self, events: Sequence[NewEvent]) -> None:
+        """Raise RunEnded for the first event of a recorded run after the run's end."""
+        ending: set[str] = set()
+        for index, new in enumerate(events):
+            if new.run_id not in self._runs:
+                continue
+            if new.run_id in ending:
+                raise RunEnded(new.run_id, index)
+            terminal = self._ended.get(new.run_id)
+            if terminal is not None:
+                raise RunEnded(new.run_id, index, terminal)
+            if new.type in TERMINAL_TYPES:
+                ending.add(new.run_id)
 
     async def idempotent_events(self, thread_id: str, key: str) -> list[Event] | None:
         stored = self._idempotency.get((thread_id, key))

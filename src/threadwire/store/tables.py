@@ -94,6 +94,10 @@ runs = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("started_at", UtcDateTime(), nullable=True),
     Column("finished_at", UtcDateTime(), nullable=True),
+    # The seq of the run's terminal event, set by the append that stores it, in the same
+    # transaction: appends refuse the run's events from then on (decision 0111). 0 marks
+    # a run that ended before the column existed and whose terminal event is not stored.
+    Column("ended_seq", BigInteger, nullable=True),
     # Newest-first listing order within a thread; MAX + 1 at insert.
     Column("pos", BigInteger, nullable=False),
     CheckConstraint(
