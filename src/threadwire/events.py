@@ -65,6 +65,8 @@ class NewEvent:
     type: str
     ts: datetime
     data: dict[str, Any] = field(default_factory=dict)
+    data_json: bytes | None = field(default=None, compare=False, repr=False)
+    """`dumps(data)` when the producer already made it (it checked the data is JSON)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +80,22 @@ class Event:
     type: str
     ts: datetime
     data: dict[str, Any]
+    data_json: bytes | None = field(default=None, compare=False, repr=False)
+    """`dumps(data)`, carried from the producer so that no one serializes it again."""
 
     @classmethod
     def stored(cls, new: NewEvent, seq: int) -> Event:
         """The stored form of `new` once the store has given it `seq`."""
-        return cls(new.event_id, new.thread_id, new.run_id, seq, new.type, new.ts, new.data)
+        return cls(
+            new.event_id,
+            new.thread_id,
+            new.run_id,
+            seq,
+            new.type,
+            new.ts,
+            new.data,
+            new.data_json,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The event's JSON object (protocol spec 1)."""
@@ -97,8 +110,24 @@ class Event:
         }
 
     def to_json(self) -> bytes:
-        """Serialized once by the publisher; the same bytes go to every subscriber."""
-        return dumps(self.to_dict())
+        """Serialized once by the publisher; the same bytes go to every subscriber.
+
+        The same bytes as `dumps(self.to_dict())`; the data's JSON is reused when the
+        producer made it."""
+        data = self.data_json
+        if data is None:
+            return dumps(self.to_dict())
+        head = dumps(
+            {
+                "event_id": self.event_id,
+                "thread_id": self.thread_id,
+                "run_id": self.run_id,
+                "seq": self.seq,
+                "type": self.type,
+                "ts": format_ts(self.ts),
+            }
+        )
+        return head[:-1] + b',"data":' + data + b"}"
 
     @property
     def is_terminal(self) -> bool:

@@ -41,15 +41,17 @@ MAX_IN_FLIGHT: Final = 1024
 logger = logging.getLogger("threadwire.runtime")
 
 
-def new_event(run_id: str, thread_id: str, type: str, data: dict[str, Any]) -> NewEvent:
+def new_event(
+    run_id: str, thread_id: str, type: str, data: dict[str, Any], data_json: bytes | None = None
+) -> NewEvent:
     """A NewEvent for a run whose canonical IDs the caller already holds."""
-    return NewEvent(new_event_id(), thread_id, run_id, type, utcnow(), data)
+    return NewEvent(new_event_id(), thread_id, run_id, type, utcnow(), data, data_json)
 
 
-def check_json(data: object, what: str) -> None:
-    """Raise TypeError unless `data` is JSON (the store and every subscriber need it)."""
+def check_json(data: object, what: str) -> bytes:
+    """`data` as JSON; TypeError unless it is JSON (the store and every subscriber need it)."""
     try:
-        dumps(data)
+        return dumps(data)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{what} is not JSON-serializable: {exc}") from None
 
@@ -134,7 +136,7 @@ class RunContext:
         MAX_IN_FLIGHT events of the run are still waiting for the store.
         """
         data = _agent_data(type, data)
-        check_json(data, f"data of {type!r}")
+        data_json = check_json(data, f"data of {type!r}")
         if self._closed:
             raise RunFinished(self.run_id, "finished")
         if self._failure is not None:
@@ -144,7 +146,7 @@ class RunContext:
                 f"{MAX_IN_FLIGHT} events of run {self.run_id} are waiting for the store: "
                 "await some of them or ctx.flush()"
             )
-        return self._queue(type, data)
+        return self._queue(type, data, data_json)
 
     async def flush(self) -> None:
         """Wait until every event emitted so far is stored and announced; raises the
@@ -192,7 +194,7 @@ class RunContext:
         await self._emit(TOOL_COMPLETED, data)
 
     async def _emit(self, type: str, data: dict[str, Any]) -> Event:
-        check_json(data, f"data of {type!r}")
+        data_json = check_json(data, f"data of {type!r}")
         if self._failure is not None:
             raise self._failure
         if self._in_flight:
@@ -200,18 +202,18 @@ class RunContext:
             # for the store, and tasks take their first step in the order made.
             if self._closed:
                 raise RunFinished(self.run_id, "finished")
-            return await self._queue(type, data)
+            return await self._queue(type, data, data_json)
         async with self._lock:
             if self._closed:
                 raise RunFinished(self.run_id, "finished")
             stored = await self._coordinator.emit(
-                [new_event(self.run_id, self.thread_id, type, data)]
+                [new_event(self.run_id, self.thread_id, type, data, data_json)]
             )
         return stored[0]
 
-    def _queue(self, type: str, data: dict[str, Any]) -> asyncio.Task[Event]:
+    def _queue(self, type: str, data: dict[str, Any], data_json: bytes) -> asyncio.Task[Event]:
         task = asyncio.get_running_loop().create_task(
-            self._store_one(new_event(self.run_id, self.thread_id, type, data))
+            self._store_one(new_event(self.run_id, self.thread_id, type, data, data_json))
         )
         self._in_flight.add(task)
         task.add_done_callback(self._landed)
