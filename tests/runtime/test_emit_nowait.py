@@ -113,3 +113,24 @@ async def test_an_event_that_was_not_stored_fails_the_next_emit(
     with pytest.raises(NotFound):
         await ctx.flush()
     assert coordinator.emitted == []
+
+
+async def test_a_run_whose_unawaited_event_was_not_stored_fails(
+    make_supervisor: SupervisorFactory,
+    registry: AgentRegistry,
+    coordinator: RecordingCoordinator,
+    thread_id: str,
+) -> None:
+    async def careless(ctx: RunContext, input: dict[str, Any]) -> str:
+        ctx.thread_id = "thread_gone"  # the next event names a thread the store lacks
+        ctx.emit_nowait("token", {"n": 1})
+        ctx.thread_id = thread_id
+        return "done"  # never awaited what it emitted
+
+    registry.register("careless", careless)
+    supervisor = make_supervisor()
+    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="careless", input={})
+    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    assert final.status == "failed"
+    assert coordinator.types(run.run_id)[-1] == "agent_error"
+    assert "token" not in coordinator.types(run.run_id)

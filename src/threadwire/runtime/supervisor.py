@@ -324,6 +324,9 @@ class Supervisor:
         result = run.spec.fn(run.ctx, copy.deepcopy(run.record.input))
         if inspect.isawaitable(result):
             result = await result
+        # An event emitted without waiting that could not be stored fails the run here,
+        # before its outcome is decided, rather than end as a quiet gap.
+        await run.ctx.flush()
         return result
 
     async def _stop_agent(self, run: _Run, agent: asyncio.Task[Any]) -> None:
