@@ -134,3 +134,33 @@ async def test_a_run_whose_unawaited_event_was_not_stored_fails(
     assert final.status == "failed"
     assert coordinator.types(run.run_id)[-1] == "agent_error"
     assert "token" not in coordinator.types(run.run_id)
+
+
+async def test_events_emitted_in_one_pass_are_stored_as_one_append(
+    make_supervisor: SupervisorFactory,
+    registry: AgentRegistry,
+    coordinator: RecordingCoordinator,
+    thread_id: str,
+) -> None:
+    appends: list[list[str]] = []
+    emit = coordinator.emit
+
+    async def counting(events: Any, **kwargs: Any) -> list[Event]:
+        appends.append([e.type for e in events])
+        return await emit(events, **kwargs)
+
+    coordinator.emit = counting  # type: ignore[method-assign]
+
+    async def burst(ctx: RunContext, input: dict[str, Any]) -> None:
+        first = [ctx.emit_nowait("token", {"n": n}) for n in range(5)]
+        await asyncio.sleep(0)  # the next pass: a new batch
+        second = [ctx.emit_nowait("token", {"n": n}) for n in range(5, 8)]
+        stored = await asyncio.gather(*first, *second)
+        assert [e.data["n"] for e in stored] == list(range(8))
+
+    registry.register("burst", burst)
+    supervisor = make_supervisor()
+    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="burst", input={})
+    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    assert final.status == "completed"
+    assert ["token"] * 5 in appends and ["token"] * 3 in appends

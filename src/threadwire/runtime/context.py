@@ -105,8 +105,10 @@ class RunContext:
         self._lock = asyncio.Lock()
         self._closed = False
         self._tool_calls = 0
-        self._in_flight: set[asyncio.Task[Event]] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._failure: BaseException | None = None
+        self._batch: list[tuple[NewEvent, asyncio.Future[Event]]] = []
+        self._waiting = 0
 
     @property
     def closed(self) -> bool:
@@ -125,15 +127,16 @@ class RunContext:
         """Emit an event of `type` (custom types allowed; lifecycle types are not)."""
         return await self._emit(type, _agent_data(type, data))
 
-    def emit_nowait(self, type: str, data: dict[str, Any] | None = None) -> asyncio.Task[Event]:
+    def emit_nowait(self, type: str, data: dict[str, Any] | None = None) -> asyncio.Future[Event]:
         """Emit without waiting for the store: for agents that produce faster than one
         commit per event (streamed tokens).
 
         The event is stored, then delivered, in call order with every other event of
         the run, and before its terminal event; no subscriber sees it before it is
-        stored. Await the returned task for the stored event (or the reason it was
-        not stored), or `flush()` for all of them. Raises `asyncio.QueueFull` when
-        MAX_IN_FLIGHT events of the run are still waiting for the store.
+        stored. Events emitted during one pass of the event loop are stored together,
+        as one append. Await the returned future for the stored event (or the reason
+        it was not stored), or `flush()` for all of them. Raises `asyncio.QueueFull`
+        when MAX_IN_FLIGHT events of the run are still waiting for the store.
         """
         data = _agent_data(type, data)
         data_json = check_json(data, f"data of {type!r}")
@@ -141,7 +144,7 @@ class RunContext:
             raise RunFinished(self.run_id, "finished")
         if self._failure is not None:
             raise self._failure
-        if len(self._in_flight) >= MAX_IN_FLIGHT:
+        if self._waiting >= MAX_IN_FLIGHT:
             raise asyncio.QueueFull(
                 f"{MAX_IN_FLIGHT} events of run {self.run_id} are waiting for the store: "
                 "await some of them or ctx.flush()"
@@ -198,8 +201,8 @@ class RunContext:
         if self._failure is not None:
             raise self._failure
         if self._in_flight:
-            # Behind the events still in flight: a task's first step is where it queues
-            # for the store, and tasks take their first step in the order made.
+            # Behind the events still in flight: a batch's task queues it for the store
+            # in its first step, and tasks take their first step in the order made.
             if self._closed:
                 raise RunFinished(self.run_id, "finished")
             return await self._queue(type, data, data_json)
@@ -211,39 +214,70 @@ class RunContext:
             )
         return stored[0]
 
-    def _queue(self, type: str, data: dict[str, Any], data_json: bytes) -> asyncio.Task[Event]:
-        task = asyncio.get_running_loop().create_task(
-            self._store_one(new_event(self.run_id, self.thread_id, type, data, data_json))
-        )
-        self._in_flight.add(task)
-        task.add_done_callback(self._landed)
-        return task
+    def _queue(self, type: str, data: dict[str, Any], data_json: bytes) -> asyncio.Future[Event]:
+        """Add the event to this pass's batch, whose task stores it in the next pass."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Event] = loop.create_future()
+        self._batch.append((new_event(self.run_id, self.thread_id, type, data, data_json), future))
+        self._waiting += 1
+        if len(self._batch) == 1:
+            task = loop.create_task(self._store_batch())
+            self._in_flight.add(task)
+            task.add_done_callback(self._in_flight.discard)
+        return future
 
-    async def _store_one(self, event: NewEvent) -> Event:
-        stored = await self._coordinator.emit([event])
-        return stored[0]
+    async def _store_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            stored = await self._coordinator.emit([event for event, _ in batch])
+        except BaseException as exc:
+            self._landed(batch, exc)
+            if isinstance(exc, Exception):
+                return  # recorded: the run's next emit or flush raises it
+            raise
+        self._waiting -= len(batch)
+        for (_, future), event in zip(batch, stored, strict=True):
+            if not future.done():  # the agent may have cancelled its wait
+                future.set_result(event)
 
-    def _landed(self, task: asyncio.Task[Event]) -> None:
-        """An event emitted without waiting is stored, or not: the run's next emit (and
-        `flush`) raises the first failure, so no later event hides a lost one."""
-        self._in_flight.discard(task)
-        exc = None if task.cancelled() else task.exception()
-        if exc is not None and self._failure is None:
-            self._failure = exc
+    def _landed(
+        self, batch: list[tuple[NewEvent, asyncio.Future[Event]]], exc: BaseException
+    ) -> None:
+        """A batch was not stored: each of its futures says why, and the run's next emit
+        (and `flush`) raises the first failure, so no later event hides a lost one."""
+        self._waiting -= len(batch)
+        failure = exc if isinstance(exc, Exception) else StoreNotReached(exc)
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(failure)
+                future.exception()  # retrieved: the failure is logged once, below
+        if self._failure is None:
+            self._failure = failure
             logger.warning(
-                "run %s: an event emitted without waiting was not stored: %r", self.run_id, exc
+                "run %s: %d event(s) emitted without waiting were not stored: %r",
+                self.run_id,
+                len(batch),
+                exc,
             )
 
     async def _finish(self, type: str, data: dict[str, Any]) -> Event:
         """Close the context and write the run's terminal event after everything emitted."""
         async with self._lock:
             self._closed = True
-            if self._in_flight:  # stored in order already; announced before the end
+            if self._in_flight:  # queued in order already; announced before the end
                 await asyncio.gather(*self._in_flight, return_exceptions=True)
             stored = await self._coordinator.emit(
                 [new_event(self.run_id, self.thread_id, type, data)]
             )
         return stored[0]
+
+
+class StoreNotReached(Exception):
+    """A batch of `emit_nowait` events was interrupted (cancelled) before the store
+    answered: whether it was stored is unknown."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"interrupted before the store answered: {cause!r}")
 
 
 def _agent_data(type: str, data: dict[str, Any] | None) -> dict[str, Any]:
