@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from threadwire.events import AGENT_MESSAGE
 from threadwire.runtime.context import RunContext, check_json
 from threadwire.runtime.errors import AgentError, InvalidInput
 
@@ -251,7 +252,8 @@ class ChatAgent:
                     delta = choice.delta
                     if delta.content:
                         parts.append(delta.content)
-                        await ctx.message(delta.content)
+                        # Tokens stream at the model's pace, not one commit each.
+                        ctx.emit_nowait(AGENT_MESSAGE, {"text": delta.content})
                     for tc in delta.tool_calls or ():
                         call = pending.setdefault(tc.index, _PendingCall())
                         call.id += tc.id or ""
