@@ -12,6 +12,7 @@ whole batch as one call (on SQLite in its writer thread, on PostgreSQL through
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from threadwire.events import TERMINAL_TYPES, Event, NewEvent, utcnow
+from threadwire.store import sqlite_batch
 from threadwire.store.base import EventExists, NotFound, RunEnded
 from threadwire.store.engine import json_dumps
 from threadwire.store.groupcommit import AppendRequest
@@ -41,6 +43,8 @@ class _Plan:
     write: list[int]
     replay: dict[int, tuple[str, str]]
     outcomes: dict[int, Outcome]
+    data: dict[int, list[str]]
+    """The JSON text of each event's data, per request (serialised once, to check it)."""
 
 
 def write_batch(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcome]:
@@ -85,19 +89,22 @@ def apply_batch(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcom
     one savepoint each so that only the culprit fails.
     """
     followers = _followers(batch)
-    plan = _Plan(write=[], replay={}, outcomes={})
+    plan = _Plan(write=[], replay={}, outcomes={}, data={})
     claimed_ids: set[str] = set()
     for i, request in enumerate(batch):
         if i in followers:
             continue
-        problem = _check(request, claimed_ids)
-        if problem is not None:
-            plan.outcomes[i] = problem
+        checked = _check(request, claimed_ids)
+        if isinstance(checked, Exception):
+            plan.outcomes[i] = checked
         else:
             plan.write.append(i)
+            plan.data[i] = checked
             claimed_ids.update(e.event_id for e in request.events)
 
-    last_seq = _lock_threads(conn, _thread_ids(batch[i] for i in plan.write))
+    # SQLite runs the hot statements on the driver's connection (sqlite_batch).
+    db = sqlite_batch.driver(conn) if conn.dialect.name == "sqlite" else None
+    last_seq = _lock_threads(conn, db, _thread_ids(batch[i] for i in plan.write))
     for i in list(plan.write):
         missing = next((e.thread_id for e in batch[i].events if e.thread_id not in last_seq), None)
         if missing is not None:
@@ -105,10 +112,10 @@ def apply_batch(conn: Connection, batch: Sequence[AppendRequest]) -> list[Outcom
             plan.write.remove(i)
 
     _claim_keys(conn, batch, plan)
-    ended = _lock_runs(conn, sorted({e.run_id for i in plan.write for e in batch[i].events}))
-    stored, refused = _assign_seqs(batch, plan, last_seq, ended)
-    _write_events(conn, last_seq, stored)
-    _mark_ended(conn, ended, stored)
+    ended = _lock_runs(conn, db, sorted({e.run_id for i in plan.write for e in batch[i].events}))
+    stored, data, refused = _assign_seqs(batch, plan, last_seq, ended)
+    _write_events(conn, db, last_seq, stored, data)
+    _mark_ended(conn, db, ended, stored)
     _refuse_after_end(conn, batch, plan, refused)
     _replay(conn, plan)
 
@@ -141,9 +148,11 @@ def _followers(batch: Sequence[AppendRequest]) -> dict[int, int]:
     return followers
 
 
-def _check(request: AppendRequest, taken: set[str]) -> Exception | None:
-    """Refuse what the database would refuse, before it can fail the whole batch."""
+def _check(request: AppendRequest, taken: set[str]) -> Exception | list[str]:
+    """Refuse what the database would refuse, before it can fail the whole batch; else
+    the JSON text of each event's data."""
     seen: set[str] = set()
+    data: list[str] = []
     for new in request.events:
         if new.event_id in taken or new.event_id in seen:
             return EventExists(f"event ID {new.event_id!r} is used twice")
@@ -151,10 +160,10 @@ def _check(request: AppendRequest, taken: set[str]) -> Exception | None:
         if not isinstance(new.ts, datetime) or new.ts.tzinfo is None:
             return ValueError(f"event {new.event_id!r}: ts must be an aware datetime")
         try:
-            json_dumps(new.data)
+            data.append(json_dumps(new.data))
         except (TypeError, ValueError) as exc:
             return ValueError(f"event {new.event_id!r}: data is not JSON: {exc}")
-    return None
+    return data
 
 
 def _thread_ids(requests: Iterable[AppendRequest]) -> list[str]:
@@ -166,8 +175,12 @@ def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield items[start : start + _MAX_PARAMS]
 
 
-def _lock_threads(conn: Connection, thread_ids: list[str]) -> dict[str, int]:
+def _lock_threads(
+    conn: Connection, db: sqlite3.Connection | None, thread_ids: list[str]
+) -> dict[str, int]:
     """Lock the threads' rows in ID order; returns their last_seq (missing: absent)."""
+    if db is not None:
+        return sqlite_batch.last_seqs(db, thread_ids)
     found: dict[str, int] = {}
     for chunk in _chunks(thread_ids):
         rows = conn.execute(
@@ -180,13 +193,17 @@ def _lock_threads(conn: Connection, thread_ids: list[str]) -> dict[str, int]:
     return found
 
 
-def _lock_runs(conn: Connection, run_ids: list[str]) -> dict[str, int | None]:
+def _lock_runs(
+    conn: Connection, db: sqlite3.Connection | None, run_ids: list[str]
+) -> dict[str, int | None]:
     """Lock the recorded runs' rows in ID order; returns their ended_seq (None: not
     ended). Runs not recorded are absent: the run-life rule applies to recorded runs.
 
     On PostgreSQL the lock (taken after the threads', in a fixed order, so no deadlock)
     makes the check and the marking of a run's end atomic even for appends that name
     the run under another thread; on SQLite `BEGIN IMMEDIATE` already does."""
+    if db is not None:
+        return sqlite_batch.run_ends(db, run_ids)
     found: dict[str, int | None] = {}
     for chunk in _chunks(run_ids):
         rows = conn.execute(
@@ -246,11 +263,13 @@ def _assign_seqs(
     plan: _Plan,
     last_seq: dict[str, int],
     ended: dict[str, int | None],
-) -> tuple[list[Event], dict[int, _Refusal]]:
+) -> tuple[list[Event], list[str], dict[int, _Refusal]]:
     """Give each written event its thread's next seq, in batch order (updates last_seq),
     and refuse requests that name a recorded run after its end (updates `ended` with the
-    ends this batch writes). Returns the events to insert and the refused requests."""
+    ends this batch writes). Returns the events to insert, their data's JSON texts, and
+    the refused requests."""
     stored: list[Event] = []
+    data: list[str] = []
     refused: dict[int, _Refusal] = {}
     for i in list(plan.write):
         refusal = _after_end(batch[i].events, ended)
@@ -267,7 +286,8 @@ def _assign_seqs(
             mine.append(event)
         plan.outcomes[i] = mine
         stored.extend(mine)
-    return stored, refused
+        data.extend(plan.data[i])
+    return stored, data, refused
 
 
 def _after_end(new_events: Sequence[NewEvent], ended: dict[str, int | None]) -> _Refusal | None:
@@ -339,24 +359,42 @@ def _terminals(
     return found
 
 
-def _mark_ended(conn: Connection, ended: dict[str, int | None], stored: list[Event]) -> None:
+def _mark_ended(
+    conn: Connection,
+    db: sqlite3.Connection | None,
+    ended: dict[str, int | None],
+    stored: list[Event],
+) -> None:
     """Record the end of each recorded run whose terminal event this batch writes."""
     ends = [
-        {"b_run": e.run_id, "b_seq": e.seq}
+        (e.run_id, e.seq)
         for e in stored
         if e.type in TERMINAL_TYPES and ended.get(e.run_id) == e.seq
     ]
-    if ends:
-        conn.execute(
-            update(runs)
-            .where(runs.c.run_id == bindparam("b_run"))
-            .values(ended_seq=bindparam("b_seq")),
-            ends,
-        )
+    if not ends:
+        return
+    if db is not None:
+        sqlite_batch.mark_ended(db, ends)
+        return
+    conn.execute(
+        update(runs)
+        .where(runs.c.run_id == bindparam("b_run"))
+        .values(ended_seq=bindparam("b_seq")),
+        [{"b_run": run_id, "b_seq": seq} for run_id, seq in ends],
+    )
 
 
-def _write_events(conn: Connection, last_seq: dict[str, int], stored: list[Event]) -> None:
+def _write_events(
+    conn: Connection,
+    db: sqlite3.Connection | None,
+    last_seq: dict[str, int],
+    stored: list[Event],
+    data: list[str],
+) -> None:
     if not stored:
+        return
+    if db is not None:
+        sqlite_batch.write_events(db, last_seq, stored, data)
         return
     touched = sorted({e.thread_id for e in stored})
     conn.execute(

@@ -1,0 +1,67 @@
+"""SQLite's append statements on the driver's connection write what SQLAlchemy Core would."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, text
+from tests.store.helpers import new_event
+
+from threadwire.store.sql import SqlStore
+from threadwire.store.sqlite_batch import ts_text
+from threadwire.store.tables import events
+
+EVENT_TIMES = [
+    datetime(2026, 11, 24, 22, 1, 52, 123456, tzinfo=UTC),
+    datetime(2026, 11, 24, 23, 1, 52, tzinfo=timezone(timedelta(hours=1))),  # same UTC day
+    datetime(2026, 11, 24, 20, 31, 0, 1, tzinfo=timezone(timedelta(hours=-5, minutes=-30))),
+    datetime(999, 1, 1, tzinfo=UTC),  # a year of three digits: zero-padded
+]
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> SqlStore:
+    store = SqlStore(f"sqlite:///{tmp_path / 'batch.db'}")
+    await store.open()
+    return store
+
+
+@pytest.mark.parametrize("ts", EVENT_TIMES)
+async def test_rows_are_the_text_core_writes_and_read_back_equal(
+    sqlite_store: SqlStore, ts: datetime
+) -> None:
+    store = sqlite_store
+    try:
+        await store.create_thread("fast", "alice")
+        await store.create_thread("core", "alice")
+        data = {"ü": "✓", "nested": [1, 2.5, None, {"a": True}], "quote": 'say "hi"'}
+        [stored] = await store.append([new_event("fast", "r", ts=ts, data=data)])
+        async with store.engine.begin() as conn:
+            await conn.execute(
+                insert(events).values(
+                    thread_id="core",
+                    seq=1,
+                    event_id="core-1",
+                    run_id="r",
+                    type="t",
+                    ts=ts,
+                    data=data,
+                )
+            )
+            rows = {
+                r.thread_id: (r.ts, r.data)
+                for r in await conn.execute(text("SELECT thread_id, ts, data FROM events"))
+            }
+        assert rows["fast"] == rows["core"]
+        assert rows["fast"][0] == ts_text(ts)
+        [read] = await store.read_events("fast")
+        assert read == stored
+        assert read.ts == ts and read.data == data
+        async with store.engine.connect() as conn:
+            last = await conn.scalar(text("SELECT last_seq FROM threads WHERE thread_id = 'fast'"))
+            assert last == 1
+            assert await conn.scalar(select(events.c.ts).where(events.c.thread_id == "fast")) == ts
+    finally:
+        await store.close()
