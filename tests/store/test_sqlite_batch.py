@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy import insert, select, text
 from tests.store.helpers import new_event
 
+from threadwire.events import dumps
 from threadwire.store.sql import SqlStore
 from threadwire.store.sqlite_batch import ts_text
 from threadwire.store.tables import events
@@ -37,7 +39,8 @@ async def test_rows_are_the_text_core_writes_and_read_back_equal(
         await store.create_thread("fast", "alice")
         await store.create_thread("core", "alice")
         data = {"ü": "✓", "nested": [1, 2.5, None, {"a": True}], "quote": 'say "hi"'}
-        [stored] = await store.append([new_event("fast", "r", ts=ts, data=data)])
+        checked = replace(new_event("fast", "r", ts=ts, data=data), data_json=dumps(data))
+        [stored, _] = await store.append([new_event("fast", "r", ts=ts, data=data), checked])
         async with store.engine.begin() as conn:
             await conn.execute(
                 insert(events).values(
@@ -51,17 +54,19 @@ async def test_rows_are_the_text_core_writes_and_read_back_equal(
                 )
             )
             rows = {
-                r.thread_id: (r.ts, r.data)
-                for r in await conn.execute(text("SELECT thread_id, ts, data FROM events"))
+                (r.thread_id, r.seq): (r.ts, r.data)
+                for r in await conn.execute(text("SELECT thread_id, seq, ts, data FROM events"))
             }
-        assert rows["fast"] == rows["core"]
-        assert rows["fast"][0] == ts_text(ts)
-        [read] = await store.read_events("fast")
+        # The producer's own JSON text (data_json, from its check) is the one stored.
+        assert rows["fast", 1] == rows["fast", 2] == rows["core", 1]
+        assert rows["fast", 1][0] == ts_text(ts)
+        [read, read_checked] = await store.read_events("fast")
         assert read == stored
-        assert read.ts == ts and read.data == data
+        assert read.ts == ts and read.data == data == read_checked.data
         async with store.engine.connect() as conn:
             last = await conn.scalar(text("SELECT last_seq FROM threads WHERE thread_id = 'fast'"))
-            assert last == 1
-            assert await conn.scalar(select(events.c.ts).where(events.c.thread_id == "fast")) == ts
+            assert last == 2
+            stored_ts = select(events.c.ts).where(events.c.thread_id == "fast", events.c.seq == 1)
+            assert await conn.scalar(stored_ts) == ts
     finally:
         await store.close()
