@@ -22,12 +22,22 @@ json_values = st.recursive(
 )
 
 
-@given(data=st.dictionaries(st.text(), json_values, max_size=5), seq=st.integers(1, 2**53))
-def test_reused_data_json_gives_the_same_bytes(data: dict[str, Any], seq: int) -> None:
-    ts = datetime(2026, 11, 25, 10, 0, 0, 123000, tzinfo=UTC)
-    new = NewEvent("evt_1", "thread-é", "run_x", "token", ts, data, dumps(data))
+@given(
+    data=st.dictionaries(st.text(), json_values, max_size=5),
+    seq=st.integers(1, 2**53),
+    ts=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ),
+)
+def test_reused_data_json_gives_the_same_bytes(
+    data: dict[str, Any], seq: int, ts: datetime
+) -> None:
+    new = NewEvent("evt_1", "thread-abc_1.2:3", "run_x", "token", ts, data, dumps(data))
     with_json = Event.stored(new, seq)
-    without = Event("evt_1", "thread-é", "run_x", seq, "token", ts, data)
+    without = Event("evt_1", "thread-abc_1.2:3", "run_x", seq, "token", ts, data)
     assert with_json.data_json is not None
     assert with_json.to_json() == without.to_json() == dumps(without.to_dict())
     assert with_json == without  # the cache takes no part in equality
+    assert with_json.to_dict()["ts"] == ts.strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{ts.microsecond // 1000:03d}Z"
+    )

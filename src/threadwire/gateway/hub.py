@@ -33,27 +33,43 @@ logger = logging.getLogger("threadwire.gateway")
 class Wire:
     """A stored event with its wire forms, each serialized once for every subscriber."""
 
-    __slots__ = ("_frame", "_sse", "_text", "event", "seq")
+    __slots__ = ("_event_json", "_frame", "_message", "_sse", "_text", "event", "seq")
 
     def __init__(self, event: Event) -> None:
         self.event = event
         self.seq = event.seq
+        self._event_json: bytes | None = None
+        self._message: bytes | None = None
         self._text: str | None = None
         self._frame: bytes | None = None
         self._sse: bytes | None = None
 
     @property
+    def event_json(self) -> bytes:
+        """The event's JSON object (protocol spec 1)."""
+        if self._event_json is None:
+            self._event_json = self.event.to_json()
+        return self._event_json
+
+    @property
+    def message(self) -> bytes:
+        """The WebSocket message `{"type": "event", "event": {...}}`, UTF-8."""
+        if self._message is None:
+            self._message = b'{"type":"event","event":' + self.event_json + b"}"
+        return self._message
+
+    @property
     def json(self) -> str:
-        """The WebSocket frame `{"type": "event", "event": {...}}` as text."""
+        """The WebSocket message as text (for the ASGI send)."""
         if self._text is None:
-            self._text = '{"type":"event","event":' + self.event.to_json().decode() + "}"
+            self._text = self.message.decode()
         return self._text
 
     @property
     def frame(self) -> bytes:
         """The same message as one complete WebSocket text frame, ready for any socket."""
         if self._frame is None:
-            self._frame = text_frame(self.json.encode())
+            self._frame = text_frame(self.message)
         return self._frame
 
     @property
@@ -61,8 +77,8 @@ class Wire:
         """The Server-Sent Events record: `id`, `event` and `data` lines."""
         if self._sse is None:
             event = self.event
-            self._sse = (
-                f"id: {event.seq}\nevent: {event.type}\ndata: ".encode() + event.to_json() + b"\n\n"
+            self._sse = f"id: {event.seq}\nevent: {event.type}\ndata: ".encode() + (
+                self.event_json + b"\n\n"
             )
         return self._sse
 
