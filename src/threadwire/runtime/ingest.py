@@ -113,14 +113,16 @@ class Ingestor:
         _check_request(events, key)
         targets: dict[tuple[str, str | None], _Target] = {}
         plan: list[_Planned] = []
+        encoded: list[bytes] = []
         for index, item in enumerate(events):
-            raw, type_, data, thread_hint = _check_shape(item, index)
+            raw, type_, data, data_json, thread_hint = _check_shape(item, index)
             cache_key = (raw, thread_hint)
             target = targets.get(cache_key)
             if target is None:
                 target = await self._route(raw, thread_hint, index)
                 targets[cache_key] = target
             plan.append((target, type_, data))
+            encoded.append(data_json)
         if key is not None:
             # A retry is answered with what the first request stored, before any rule
             # below could refuse it (its own terminal event has since finished the run).
@@ -133,11 +135,21 @@ class Ingestor:
                 await self._record(target, plan)
                 self._remember(target.legacy_id or target.run_id, target)
         batch = []
-        for target, type_, data in plan:
+        for (target, type_, data), data_json in zip(plan, encoded, strict=True):
+            json_of_data: bytes | None = data_json
             if target.legacy_id is not None:
                 data = {**data, LEGACY_RUN_ID_KEY: target.legacy_id}
+                json_of_data = None  # the store and the hub serialize the amended data
             batch.append(
-                NewEvent(new_event_id(), target.thread_id, target.run_id, type_, utcnow(), data)
+                NewEvent(
+                    new_event_id(),
+                    target.thread_id,
+                    target.run_id,
+                    type_,
+                    utcnow(),
+                    data,
+                    json_of_data,
+                )
             )
         # Final statuses go in first, so whoever sees a terminal event and then reads
         # the run finds it finished (as the supervisor does for its own runs).
@@ -322,8 +334,9 @@ def _is_key(key: object) -> bool:
     return True
 
 
-def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], str | None]:
-    """The run ID, type, data and optional thread ID of one event, shape-checked."""
+def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], bytes, str | None]:
+    """The run ID, type, data (and its JSON) and optional thread ID of one event,
+    shape-checked."""
     if not isinstance(item, dict):
         raise IngestError(422, "invalid_event", "an event must be a JSON object", index)
     if "run_id" not in item:
@@ -343,8 +356,8 @@ def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], st
         data = {}
     if not isinstance(data, dict):
         raise IngestError(422, "invalid_event", "data must be a JSON object", index)
-    fault = json_fault(data)
-    if fault is not None:
+    data_json, fault = _encode_checked(data, MAX_JSON_DEPTH)
+    if data_json is None:
         raise IngestError(422, "invalid_event", f"data {fault}", index)
     thread_hint = item.get("thread_id")
     if thread_hint is not None:
@@ -358,7 +371,7 @@ def _check_shape(item: object, index: int) -> tuple[str, str, dict[str, Any], st
         except InvalidIdError as exc:
             raise _id_error(exc, index) from None
         raise IngestError(400, "empty", "run_id must be a string", index)
-    return raw, type_, dict(data), thread_hint
+    return raw, type_, dict(data), data_json, thread_hint
 
 
 def json_fault(value: object, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
@@ -369,6 +382,11 @@ def json_fault(value: object, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     surrogates from `\\ud800` escapes). The depth is measured without recursion, so no
     input can exhaust the stack here.
     """
+    return _encode_checked(value, max_depth)[1]
+
+
+def _encode_checked(value: object, max_depth: int) -> tuple[bytes | None, str | None]:
+    """`value` as wire JSON and None, or None and why it cannot be (see json_fault)."""
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -379,13 +397,12 @@ def json_fault(value: object, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
         else:
             continue
         if depth > max_depth:
-            return f"is nested deeper than {max_depth} levels"
+            return None, f"is nested deeper than {max_depth} levels"
         stack.extend((child, depth + 1) for child in children)
     try:
-        dumps(value)
+        return dumps(value), None
     except (TypeError, ValueError):
-        return "is not valid JSON (NaN, Infinity, or text that is not UTF-8)"
-    return None
+        return None, "is not valid JSON (NaN, Infinity, or text that is not UTF-8)"
 
 
 def _prefer(thread_id: str | None) -> Resolver | None:
