@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from threadwire.cluster.recovery import end_runs_of_node
 from threadwire.events import Event
 from threadwire.ids import new_run_id
 from threadwire.runtime import AgentRegistry, RunContext, RunFinished
 from threadwire.runtime.context import MAX_IN_FLIGHT
 from threadwire.store import Store
-from threadwire.store.base import NotFound
+from threadwire.store.base import NotFound, RunEnded
 
 from .conftest import RecordingCoordinator, SupervisorFactory
 from .helpers import WAIT, assert_run_life
@@ -164,3 +165,38 @@ async def test_events_emitted_in_one_pass_are_stored_as_one_append(
     final = await supervisor.wait(run.run_id, timeout=WAIT)
     assert final.status == "completed"
     assert ["token"] * 5 in appends and ["token"] * 3 in appends
+
+
+async def test_events_after_the_cluster_ended_the_run_fail_as_run_finished(
+    make_supervisor: SupervisorFactory,
+    registry: AgentRegistry,
+    coordinator: RecordingCoordinator,
+    store: Store,
+    thread_id: str,
+) -> None:
+    started, go_on = asyncio.Event(), asyncio.Event()
+    refusals: list[BaseException] = []
+
+    async def streamer(ctx: RunContext, input: dict[str, Any]) -> str:
+        await ctx.emit("token", {"n": 0})
+        started.set()
+        await go_on.wait()
+        late = ctx.emit_nowait("token", {"n": 1})
+        try:
+            await late
+        except RunFinished as exc:
+            refusals.append(exc)
+        with pytest.raises(RunFinished):  # the context is closed now
+            ctx.emit_nowait("token", {"n": 2})
+        return "done"
+
+    registry.register("streamer", streamer)
+    supervisor = make_supervisor(node_id="node-a")
+    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="streamer", input={})
+    await asyncio.wait_for(started.wait(), WAIT)
+    await end_runs_of_node(store, coordinator, "node-a")  # another node took node-a for dead
+    go_on.set()
+    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    assert len(refusals) == 1 and isinstance(refusals[0].__cause__, RunEnded)
+    assert final.status == "failed"
+    assert [e.data.get("n") for e in coordinator.of_run(run.run_id) if e.type == "token"] == [0]

@@ -35,7 +35,7 @@ class Paused:
         await self.go_on.wait()
         try:
             await ctx.message("after the pause")
-        except RunEnded as exc:
+        except RunFinished as exc:
             self.refusal = exc
             raise
         return "done"
@@ -66,7 +66,10 @@ async def test_a_run_ended_by_the_cluster_takes_no_more_events_from_its_node(
     with caplog.at_level(logging.WARNING, logger="threadwire.runtime"):
         paused.go_on.set()
         final = await supervisor.wait(run.run_id, timeout=WAIT)
-    assert isinstance(paused.refusal, RunEnded)
+    # The agent hears the run is over, as from a context the supervisor closed.
+    assert isinstance(paused.refusal, RunFinished)
+    assert paused.refusal.status == "failed"
+    assert isinstance(paused.refusal.__cause__, RunEnded)
     assert final.status == "failed" and final.error is not None
     assert final.error["code"] == NODE_LOST
     stored = await store.get_run(run.run_id)

@@ -16,9 +16,12 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from threadwire.events import (
+    AGENT_COMPLETED,
+    AGENT_ERROR,
     AGENT_MESSAGE,
     AGENT_STARTED,
     AGENT_THINKING,
+    RUN_CANCELLED,
     RUN_QUEUED,
     TERMINAL_TYPES,
     TOOL_COMPLETED,
@@ -32,9 +35,15 @@ from threadwire.events import (
 from threadwire.ids import new_event_id
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import RunFinished
+from threadwire.store.base import RunEnded
 
 RESERVED_TYPES: Final = frozenset({RUN_QUEUED, AGENT_STARTED, *TERMINAL_TYPES})
 """Lifecycle events only the runtime writes; `ctx.emit` refuses them."""
+_STATUS_OF_END: Final = {
+    AGENT_COMPLETED: "completed",
+    AGENT_ERROR: "failed",
+    RUN_CANCELLED: "cancelled",
+}
 MAX_IN_FLIGHT: Final = 1024
 """Events of one run that `emit_nowait` lets wait for the store at once."""
 
@@ -209,10 +218,22 @@ class RunContext:
         async with self._lock:
             if self._closed:
                 raise RunFinished(self.run_id, "finished")
-            stored = await self._coordinator.emit(
-                [new_event(self.run_id, self.thread_id, type, data, data_json)]
-            )
+            try:
+                stored = await self._coordinator.emit(
+                    [new_event(self.run_id, self.thread_id, type, data, data_json)]
+                )
+            except RunEnded as exc:
+                raise self._ended(exc) from exc
         return stored[0]
+
+    def _ended(self, exc: RunEnded) -> RunFinished:
+        """The store holds the run's end already (the cluster ended it while this node
+        was unreachable): the context closes, as if the supervisor had ended it."""
+        self._closed = True
+        status = _STATUS_OF_END.get(exc.terminal.type, "ended") if exc.terminal else "ended"
+        finished = RunFinished(self.run_id, status)
+        finished.__cause__ = exc
+        return finished
 
     def _queue(self, type: str, data: dict[str, Any], data_json: bytes) -> asyncio.Future[Event]:
         """Add the event to this pass's batch, whose task stores it in the next pass."""
@@ -230,6 +251,9 @@ class RunContext:
         batch, self._batch = self._batch, []
         try:
             stored = await self._coordinator.emit([event for event, _ in batch])
+        except RunEnded as exc:
+            self._landed(batch, self._ended(exc))
+            return
         except BaseException as exc:
             self._landed(batch, exc)
             if isinstance(exc, Exception):
