@@ -24,6 +24,7 @@ from tests.gateway.harness import node_settings
 from threadwire.gateway import create_app
 from threadwire.gateway.node import Gateway
 from threadwire.gateway.server import GatewayServer, uvicorn_config
+from threadwire.gateway.wsproto import EXTENSION
 
 MODES: Final = ("drop", "duplicate", "reorder", "misroute", "corrupt")
 
@@ -64,6 +65,9 @@ class Tamper:
             if scope["type"] != "websocket":
                 await app(scope, receive, send)
                 return
+            # Without the direct frame writer, every frame passes through the ASGI send.
+            extensions = {k: v for k, v in scope.get("extensions", {}).items() if k != EXTENSION}
+            scope = {**scope, "extensions": extensions}
             await app(scope, receive, self._sender(_user(scope), send))
 
         return wrapped
