@@ -243,6 +243,38 @@ async def test_concurrent_batches_naming_one_new_legacy_id_agree_on_its_canonica
     assert len({b[0].run_id for b in batches}) == 1
 
 
+async def test_first_sight_of_one_new_run_holds_up_no_other_run(
+    store: Store, coordinator: RecordingCoordinator
+) -> None:
+    await store.create_thread("user_42", "alice")
+    known = new_run_id("user_42")
+    ingestor = Ingestor(store, coordinator)
+    await ingestor.ingest([{"run_id": known, "type": "x"}])
+    slow = "run_user_42_aaaaaaaa"
+    entered, release = asyncio.Event(), asyncio.Event()
+    ensure_run = store.ensure_run
+
+    async def held_ensure_run(run: Any, **kw: Any) -> Any:
+        if kw.get("legacy_id") == slow:
+            entered.set()
+            await release.wait()
+        return await ensure_run(run, **kw)
+
+    store.ensure_run = held_ensure_run  # type: ignore[method-assign]
+    stuck = asyncio.create_task(ingestor.ingest([{"run_id": slow, "type": "x"}]))
+    await asyncio.wait_for(entered.wait(), WAIT)
+    # While that run is being recorded, a known run and another new run get through.
+    await asyncio.wait_for(ingestor.ingest([{"run_id": known, "type": "y"}]), WAIT)
+    other = await asyncio.wait_for(
+        ingestor.ingest([{"run_id": "run_user_42_bbbbbbbb", "type": "z"}]), WAIT
+    )
+    assert other[0].data["legacy_run_id"] == "run_user_42_bbbbbbbb"
+    assert not stuck.done()
+    release.set()
+    [event] = await asyncio.wait_for(stuck, WAIT)
+    assert event.data["legacy_run_id"] == slow
+
+
 async def test_an_external_run_is_finished_before_its_terminal_event_is_published(
     store: Store, coordinator: RecordingCoordinator
 ) -> None:

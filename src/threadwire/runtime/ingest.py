@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -89,9 +90,9 @@ class Ingestor:
     def __init__(self, store: Store, coordinator: Coordinator) -> None:
         self.store = store
         self.coordinator = coordinator
-        # Serialises first sight of a run on this node, so two batches naming the same
-        # new legacy ID do not mint two canonical IDs for it.
-        self._first_sight = asyncio.Lock()
+        # Serialises first sight of each new run on this node, so two batches naming the
+        # same new legacy ID do not mint two canonical IDs for it; other runs go on.
+        self._first_sight = _KeyedLocks()
         self._routes: OrderedDict[str, tuple[str, str, bool]] = OrderedDict()
 
     async def ingest(
@@ -130,10 +131,15 @@ class Ingestor:
             if replay is not None:
                 return replay
         _check_supervised(plan)
-        async with self._first_sight:
-            for target in {id(t): t for t, _, _ in plan if not t.known}.values():
-                await self._record(target, plan)
-                self._remember(target.legacy_id or target.run_id, target)
+        new = {id(t): t for t, _, _ in plan if not t.known}
+        if new:
+            async with AsyncExitStack() as held:
+                # One lock per producer ID, taken in one order by every batch: no deadlock.
+                for raw in sorted({t.legacy_id or t.run_id for t in new.values()}):
+                    await held.enter_async_context(self._first_sight.hold(raw))
+                for target in new.values():
+                    await self._record(target, plan)
+                    self._remember(target.legacy_id or target.run_id, target)
         batch = []
         for (target, type_, data), data_json in zip(plan, encoded, strict=True):
             json_of_data: bytes | None = data_json
@@ -305,6 +311,27 @@ def _check_supervised(plan: list[_Planned]) -> None:
                 f"run {target.run_id!r} is executed by threadwire, which writes its terminal event",
                 index,
             )
+
+
+class _KeyedLocks:
+    """An asyncio lock per key, kept only while someone holds or awaits it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
 
 
 def _check_request(events: object, key: object) -> None:
