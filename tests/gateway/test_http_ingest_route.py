@@ -282,16 +282,21 @@ async def test_tokens_methods_and_paths_around_the_route_answer_as_before(pair: 
         await _same(pair, method, url, content=content, headers=headers)
 
 
+async def _same_good_ingest(pair: Pair) -> Seen:
+    """A well-formed ingest request, answered alike by both nodes."""
+    return await _same(
+        pair,
+        "POST",
+        "/v1/events",
+        content=_body(GOOD),
+        headers={**pair.lean.service_auth(), **JSON},
+    )
+
+
 async def test_while_draining_an_ingest_is_refused_as_before(pair: Pair) -> None:
     pair.lean.gateway.draining = pair.plain.gateway.draining = True
     try:
-        seen = await _same(
-            pair,
-            "POST",
-            "/v1/events",
-            content=_body(GOOD),
-            headers={**pair.lean.service_auth(), **JSON},
-        )
+        seen = await _same_good_ingest(pair)
     finally:
         pair.lean.gateway.draining = pair.plain.gateway.draining = False
     assert seen.status == 503 and json.loads(seen.body)["code"] == "shutting_down"
@@ -305,13 +310,7 @@ async def test_a_bug_in_ingest_is_a_500_problem_with_the_request_id(
 
     for node in (pair.lean, pair.plain):
         monkeypatch.setattr(node.gateway.ingestor, "ingest", broken)
-    seen = await _same(
-        pair,
-        "POST",
-        "/v1/events",
-        content=_body(GOOD),
-        headers={**pair.lean.service_auth(), **JSON},
-    )
+    seen = await _same_good_ingest(pair)
     assert seen.status == 500 and json.loads(seen.body)["code"] == "internal"
 
 
