@@ -113,3 +113,24 @@ async def test_corked_events_count_toward_the_send_queue_bound() -> None:
     assert conn.offer(wire(2))
     assert not conn.offer(wire(3))  # two already corked: the third overflows
     assert conn._close is not None and conn._close[0] == CLOSE_LAGGING
+
+
+def test_a_loop_that_ends_mid_pass_leaves_the_next_loop_its_own_passes() -> None:
+    first, second = RecordingSocket(), RecordingSocket()
+    loop = asyncio.new_event_loop()
+
+    def offer_and_stop() -> None:
+        make_connection(first).offer(wire(1))
+        loop.stop()  # the loop ends before the pass that would write the frame
+
+    loop.call_soon(offer_and_stop)
+    loop.run_forever()
+    loop.close()
+    assert first.writes == []
+
+    async def offer_and_wait() -> None:
+        make_connection(second).offer(wire(1))
+        await end_of_pass()
+
+    asyncio.run(offer_and_wait())
+    assert second.writes == [wire(1).frame]

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import time
+import weakref
 from collections import deque
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Final
@@ -46,11 +47,12 @@ logger = logging.getLogger("threadwire.gateway")
 
 
 class _EndOfPass:
-    """Work deferred to the end of the event loop's pass: frames offered to a connection
+    """Work deferred to the end of a pass of `loop`: frames offered to a connection
     during the pass go out in one write (one system call for a burst of events, such as
     a group commit's events of one thread), and deliveries update the counter once."""
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
         self._counter = metrics.events_delivered.labels("ws")
         self._delivered = 0
         self._corked: list[Connection] = []
@@ -67,7 +69,7 @@ class _EndOfPass:
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._run)
+            self._loop.call_soon(self._run)
 
     def _run(self) -> None:
         self._scheduled = False
@@ -78,7 +80,18 @@ class _EndOfPass:
         self._delivered = 0
 
 
-_end_of_pass: Final = _EndOfPass()
+_passes: Final[weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _EndOfPass]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _end_of_pass() -> _EndOfPass:
+    """The running loop's own (each loop runs its own passes; tests run many loops)."""
+    loop = asyncio.get_running_loop()
+    found = _passes.get(loop)
+    if found is None:
+        found = _passes[loop] = _EndOfPass(loop)
+    return found
 
 
 class BadFrame(ValueError):
@@ -153,6 +166,7 @@ class Connection:
         self._blocked: tuple[Coroutine[Any, Any, None], Any] | None = None
         self._write_frame = frame_writer(websocket.scope)
         self._cork: list[Wire] | None = None
+        self._pass = _end_of_pass()
 
     # -- the hub's side (Sink) -------------------------------------------------------
 
@@ -169,12 +183,12 @@ class Connection:
         if not self._queue and not self._sending and self._blocked is None:
             # Nothing ahead of it: write at the end of this pass (with any other event
             # offered meanwhile) or now, rather than wake the sender task for it.
-            _end_of_pass.delivered()
+            self._pass.delivered()
             if cork is not None:
                 cork.append(wire)
             elif self._write_frame is not None:
                 self._cork = [wire]
-                _end_of_pass.cork(self)
+                self._pass.cork(self)
             else:
                 self._write_now(wire.json)
             return True
@@ -345,7 +359,7 @@ class Connection:
                     self._events_queued -= 1
                     if self._events_queued < self._low_water:
                         self._room.set()
-                    _end_of_pass.delivered()
+                    self._pass.delivered()
                     text = item.json
                 else:
                     text = item
