@@ -16,12 +16,9 @@ from contextlib import asynccontextmanager
 from typing import Any, Final
 
 from threadwire.events import (
-    AGENT_COMPLETED,
-    AGENT_ERROR,
     AGENT_MESSAGE,
     AGENT_STARTED,
     AGENT_THINKING,
-    RUN_CANCELLED,
     RUN_QUEUED,
     TERMINAL_TYPES,
     TOOL_COMPLETED,
@@ -35,15 +32,10 @@ from threadwire.events import (
 from threadwire.ids import new_event_id
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import RunFinished
-from threadwire.store.base import RunEnded
+from threadwire.store.base import STATUS_OF_TERMINAL, RunEnded
 
 RESERVED_TYPES: Final = frozenset({RUN_QUEUED, AGENT_STARTED, *TERMINAL_TYPES})
 """Lifecycle events only the runtime writes; `ctx.emit` refuses them."""
-_STATUS_OF_END: Final = {
-    AGENT_COMPLETED: "completed",
-    AGENT_ERROR: "failed",
-    RUN_CANCELLED: "cancelled",
-}
 MAX_IN_FLIGHT: Final = 1024
 """Events of one run that `emit_nowait` lets wait for the store at once."""
 
@@ -230,7 +222,7 @@ class RunContext:
         """The store holds the run's end already (the cluster ended it while this node
         was unreachable): the context closes, as if the supervisor had ended it."""
         self._closed = True
-        status = _STATUS_OF_END.get(exc.terminal.type, "ended") if exc.terminal else "ended"
+        status = STATUS_OF_TERMINAL.get(exc.terminal.type, "ended") if exc.terminal else "ended"
         finished = RunFinished(self.run_id, status)
         finished.__cause__ = exc
         return finished

@@ -17,9 +17,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from threadwire.events import (
-    AGENT_COMPLETED,
-    AGENT_ERROR,
-    RUN_CANCELLED,
     RUN_QUEUED,
     TERMINAL_TYPES,
     Event,
@@ -40,7 +37,7 @@ from threadwire.runtime import metrics
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import IngestError
 from threadwire.runtime.settle import settle
-from threadwire.store.base import RunEnded, RunRecord, RunStatus, Store
+from threadwire.store.base import STATUS_OF_TERMINAL, RunEnded, RunRecord, Store
 
 MAX_BATCH: Final = 500
 MAX_IDEMPOTENCY_KEY: Final = 128
@@ -58,12 +55,6 @@ ROUTE_CACHE_SIZE: Final = 10_000
 entry never goes stale; it only saves the store read that routed it the first time."""
 
 Resolver = Callable[[Sequence[str]], "str | None"]
-
-_FINAL_STATUS: Final[dict[str, RunStatus]] = {
-    AGENT_COMPLETED: "completed",
-    AGENT_ERROR: "failed",
-    RUN_CANCELLED: "cancelled",
-}
 
 
 @dataclass(slots=True)
@@ -279,7 +270,7 @@ class Ingestor:
         returns the runs as they were, to undo this should the batch not be stored."""
         before: list[RunRecord] = []
         for event in batch:
-            status = _FINAL_STATUS.get(event.type)
+            status = STATUS_OF_TERMINAL.get(event.type)
             if status is None:
                 continue
             run = await self.store.get_run(event.run_id)

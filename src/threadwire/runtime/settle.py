@@ -12,22 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
-from threadwire.events import AGENT_COMPLETED, AGENT_ERROR, RUN_CANCELLED, Event
-from threadwire.store.base import EventsGone, RunRecord, RunStatus, Store
+from threadwire.events import AGENT_COMPLETED, AGENT_ERROR, Event
+from threadwire.store.base import STATUS_OF_TERMINAL, EventsGone, RunRecord, Store
 
 PAGE: Final = 1000
 
-STATUS_OF_TERMINAL: Final[dict[str, RunStatus]] = {
-    AGENT_COMPLETED: "completed",
-    AGENT_ERROR: "failed",
-    RUN_CANCELLED: "cancelled",
-}
-"""The final status each terminal event type implies."""
 
-
-async def terminal_events(
-    store: Store, thread_id: str, run_ids: Iterable[str]
-) -> dict[str, Event]:
+async def terminal_events(store: Store, thread_id: str, run_ids: Iterable[str]) -> dict[str, Event]:
     """The stored terminal event of each of `run_ids` that has one, reading the thread."""
     wanted = set(run_ids)
     found: dict[str, Event] = {}

@@ -34,8 +34,16 @@ from threadwire.runtime.context import RunContext, check_json, new_event
 from threadwire.runtime.coordinator import Coordinator
 from threadwire.runtime.errors import AgentError, RunElsewhere, RunFinished, ShuttingDown
 from threadwire.runtime.registry import AgentRegistry, AgentSpec
-from threadwire.runtime.settle import STATUS_OF_TERMINAL, settle, terminal_events
-from threadwire.store.base import EventsGone, NotFound, RunEnded, RunRecord, RunStatus, Store
+from threadwire.runtime.settle import settle, terminal_events
+from threadwire.store.base import (
+    STATUS_OF_TERMINAL,
+    EventsGone,
+    NotFound,
+    RunEnded,
+    RunRecord,
+    RunStatus,
+    Store,
+)
 
 if TYPE_CHECKING:
     from threadwire.config import Settings

@@ -11,7 +11,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Final, Generic, Literal, Protocol, TypeVar, runtime_checkable
 
-from threadwire.events import Event, NewEvent, format_ts
+from threadwire.events import (
+    AGENT_COMPLETED,
+    AGENT_ERROR,
+    RUN_CANCELLED,
+    Event,
+    NewEvent,
+    format_ts,
+)
 
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
 RUN_STATUSES: Final[tuple[RunStatus, ...]] = (
@@ -22,6 +29,12 @@ RUN_STATUSES: Final[tuple[RunStatus, ...]] = (
     "cancelled",
 )
 FINISHED_STATUSES: Final = frozenset({"completed", "failed", "cancelled"})
+STATUS_OF_TERMINAL: Final[dict[str, RunStatus]] = {
+    AGENT_COMPLETED: "completed",
+    AGENT_ERROR: "failed",
+    RUN_CANCELLED: "cancelled",
+}
+"""The final status each terminal event type implies."""
 
 MAX_PAGE: Final = 1000
 

@@ -24,24 +24,17 @@ from datetime import datetime
 from typing import Any, Final
 
 from threadwire.events import (
-    AGENT_COMPLETED,
     AGENT_ERROR,
     AGENT_STARTED,
-    RUN_CANCELLED,
     RUN_QUEUED,
     TERMINAL_TYPES,
     TOOL_COMPLETED,
     TOOL_EXECUTING,
     Event,
 )
-from threadwire.store.base import RunRecord
+from threadwire.store.base import STATUS_OF_TERMINAL, RunRecord
 from threadwire.traces.schema import EVENTS, RUNS, TOOL_CALLS
 
-STATUS_OF_TERMINAL: Final = {
-    AGENT_COMPLETED: "completed",
-    AGENT_ERROR: "failed",
-    RUN_CANCELLED: "cancelled",
-}
 MAX_ERROR_CHARS: Final = 1000
 
 
