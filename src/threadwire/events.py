@@ -119,8 +119,9 @@ class Event:
         data = self.data_json
         if data is None:
             return dumps(self.to_dict())
-        # Only the runtime sets data_json, and every field here is then in a grammar
-        # with no character JSON escapes (IDs, event types), so formatting is exact.
+        # Only threadwire's producers (RunContext, Ingestor) set data_json, after
+        # checking every field here against a grammar with no character JSON escapes
+        # (IDs, event types), so formatting them is exact.
         head = (
             f'{{"event_id":"{self.event_id}","thread_id":"{self.thread_id}",'
             f'"run_id":"{self.run_id}","seq":{self.seq},"type":"{self.type}",'
