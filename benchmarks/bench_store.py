@@ -84,7 +84,7 @@ async def _appends(url: str, backend: str, mode: str, events: int, writers: int)
         def count(_conn: Any) -> None:
             commits[0] += 1
 
-        event.listen(store.engine.sync_engine, "commit", count)
+        event.listen(store.write_engine, "commit", count)
         per_writer = events // writers
 
         async def writer(w: int) -> None:
@@ -95,7 +95,7 @@ async def _appends(url: str, backend: str, mode: str, events: int, writers: int)
         start = time.perf_counter()
         await asyncio.gather(*(writer(w) for w in range(writers)))
         seconds = time.perf_counter() - start
-        event.remove(store.engine.sync_engine, "commit", count)
+        event.remove(store.write_engine, "commit", count)
         for thread_id in threads:
             assert await store.head_seq(thread_id) == per_writer * (writers // THREADS)
         return AppendResult(backend, mode, per_writer * writers, seconds, commits[0])
