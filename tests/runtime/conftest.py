@@ -3,7 +3,7 @@ event it let through, so each test can also check that every run ID was canonica
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,9 @@ from threadwire.events import Event, NewEvent
 from threadwire.ids import parse_run_id
 from threadwire.runtime import AgentRegistry, Coordinator, Supervisor
 from threadwire.store import Store, create_store
+from threadwire.store.base import RunRecord
+
+from .helpers import WAIT
 
 
 class RecordingCoordinator(Coordinator):
@@ -87,3 +90,31 @@ async def make_supervisor(
 async def thread_id(store: Store) -> str:
     await store.create_thread("thread_abc_123", "alice")
     return "thread_abc_123"
+
+
+RunAgent = Callable[..., Awaitable[RunRecord]]
+
+
+@pytest.fixture
+def run_agent(
+    make_supervisor: SupervisorFactory, registry: AgentRegistry, thread_id: str
+) -> RunAgent:
+    """Register `fn`, run it once on a fresh supervisor (`options`), return the final run."""
+
+    async def run(
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        input: dict[str, Any] | None = None,
+        user_id: str = "u",
+        **options: Any,
+    ) -> RunRecord:
+        agent = name or fn.__name__
+        registry.register(agent, fn)
+        supervisor = make_supervisor(**options)
+        run = await supervisor.submit(
+            user_id=user_id, thread_id=thread_id, agent=agent, input=input or {}
+        )
+        return await supervisor.wait(run.run_id, timeout=WAIT)
+
+    return run

@@ -16,7 +16,7 @@ from threadwire.runtime.context import MAX_IN_FLIGHT
 from threadwire.store import Store
 from threadwire.store.base import NotFound, RunEnded
 
-from .conftest import RecordingCoordinator, SupervisorFactory
+from .conftest import RecordingCoordinator, RunAgent, SupervisorFactory
 from .helpers import WAIT, assert_run_life
 
 
@@ -73,7 +73,7 @@ async def test_a_closed_context_refuses_nowait_emits(
 
 
 async def test_more_than_the_bound_in_flight_is_refused_until_flushed(
-    make_supervisor: SupervisorFactory, registry: AgentRegistry, thread_id: str
+    run_agent: RunAgent,
 ) -> None:
     refused: list[int] = []
 
@@ -90,10 +90,7 @@ async def test_more_than_the_bound_in_flight_is_refused_until_flushed(
         await ctx.flush()
         return sent + 1
 
-    registry.register("flood", flood)
-    supervisor = make_supervisor()
-    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="flood", input={})
-    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    final = await run_agent(flood)
     assert refused == [MAX_IN_FLIGHT]
     assert final.status == "completed" and final.result == MAX_IN_FLIGHT + 1
 
@@ -117,8 +114,7 @@ async def test_an_event_that_was_not_stored_fails_the_next_emit(
 
 
 async def test_a_run_whose_unawaited_event_was_not_stored_fails(
-    make_supervisor: SupervisorFactory,
-    registry: AgentRegistry,
+    run_agent: RunAgent,
     coordinator: RecordingCoordinator,
     thread_id: str,
 ) -> None:
@@ -128,20 +124,15 @@ async def test_a_run_whose_unawaited_event_was_not_stored_fails(
         ctx.thread_id = thread_id
         return "done"  # never awaited what it emitted
 
-    registry.register("careless", careless)
-    supervisor = make_supervisor()
-    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="careless", input={})
-    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    final = await run_agent(careless)
     assert final.status == "failed"
-    assert coordinator.types(run.run_id)[-1] == "agent_error"
-    assert "token" not in coordinator.types(run.run_id)
+    assert coordinator.types(final.run_id)[-1] == "agent_error"
+    assert "token" not in coordinator.types(final.run_id)
 
 
 async def test_events_emitted_in_one_pass_are_stored_as_one_append(
-    make_supervisor: SupervisorFactory,
-    registry: AgentRegistry,
+    run_agent: RunAgent,
     coordinator: RecordingCoordinator,
-    thread_id: str,
 ) -> None:
     appends: list[list[str]] = []
     emit = coordinator.emit
@@ -159,10 +150,7 @@ async def test_events_emitted_in_one_pass_are_stored_as_one_append(
         stored = await asyncio.gather(*first, *second)
         assert [e.data["n"] for e in stored] == list(range(8))
 
-    registry.register("burst", burst)
-    supervisor = make_supervisor()
-    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="burst", input={})
-    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    final = await run_agent(burst)
     assert final.status == "completed"
     assert ["token"] * 5 in appends and ["token"] * 3 in appends
 

@@ -129,7 +129,6 @@ async def _left_running(
     return run
 
 
-
 async def test_settled_waits_for_the_status_that_follows_the_terminal_event(
     make_supervisor: SupervisorFactory,
     coordinator: RecordingCoordinator,

@@ -25,7 +25,7 @@ from threadwire.runtime.context import new_event
 from threadwire.store import Store
 from threadwire.store.base import NotFound, RunRecord
 
-from .conftest import RecordingCoordinator, SupervisorFactory
+from .conftest import RecordingCoordinator, RunAgent, SupervisorFactory
 from .helpers import WAIT, Gate, assert_run_life
 
 
@@ -60,21 +60,16 @@ async def test_demo_run_events_come_out_in_order_with_one_terminal_event(
 
 
 async def test_agent_exception_becomes_agent_error_with_a_safe_message(
-    make_supervisor: SupervisorFactory,
-    registry: AgentRegistry,
+    run_agent: RunAgent,
     coordinator: RecordingCoordinator,
-    thread_id: str,
 ) -> None:
     async def crash(ctx: RunContext, input: dict[str, Any]) -> None:
         await ctx.thinking("about to fail")
         raise KeyError("password=hunter2 at /srv/secret.py")
 
-    registry.register("crash", crash)
-    supervisor = make_supervisor()
-    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="crash", input={})
-    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    final = await run_agent(crash)
 
-    events = coordinator.of_run(run.run_id)
+    events = coordinator.of_run(final.run_id)
     assert_run_life(events)
     assert [e.type for e in events] == [
         "run_queued",
@@ -90,15 +85,12 @@ async def test_agent_exception_becomes_agent_error_with_a_safe_message(
 
 
 async def test_agent_error_passes_its_own_code_and_message(
-    make_supervisor: SupervisorFactory, registry: AgentRegistry, thread_id: str
+    run_agent: RunAgent,
 ) -> None:
     async def refuse(ctx: RunContext, input: dict[str, Any]) -> None:
         raise AgentError("the quota is used up", code="quota")
 
-    registry.register("refuse", refuse)
-    supervisor = make_supervisor()
-    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="refuse", input={})
-    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    final = await run_agent(refuse)
     assert final.error == {"code": "quota", "message": "the quota is used up"}
 
 
@@ -124,24 +116,19 @@ async def test_a_crashing_agent_leaves_other_runs_and_the_supervisor_alive(
 
 
 async def test_a_result_that_is_not_json_fails_the_run(
-    make_supervisor: SupervisorFactory, registry: AgentRegistry, thread_id: str
+    run_agent: RunAgent,
 ) -> None:
     async def odd(ctx: RunContext, input: dict[str, Any]) -> object:
         return object()
 
-    registry.register("odd", odd)
-    supervisor = make_supervisor()
-    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="odd", input={})
-    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    final = await run_agent(odd)
     assert final.status == "failed" and final.error is not None
     assert final.error["code"] == "invalid_result"
 
 
 async def test_run_timeout_ends_the_run_with_agent_error_timeout(
-    make_supervisor: SupervisorFactory,
-    registry: AgentRegistry,
+    run_agent: RunAgent,
     coordinator: RecordingCoordinator,
-    thread_id: str,
 ) -> None:
     saw_cancel = asyncio.Event()
 
@@ -153,12 +140,9 @@ async def test_run_timeout_ends_the_run_with_agent_error_timeout(
                 saw_cancel.set()
                 raise
 
-    registry.register("stuck", stuck)
-    supervisor = make_supervisor(run_timeout=0.2)
-    run = await supervisor.submit(user_id="u", thread_id=thread_id, agent="stuck", input={})
-    final = await supervisor.wait(run.run_id, timeout=WAIT)
+    final = await run_agent(stuck, run_timeout=0.2)
 
-    events = coordinator.of_run(run.run_id)
+    events = coordinator.of_run(final.run_id)
     assert_run_life(events)
     assert [e.type for e in events] == [
         "run_queued",
