@@ -6,6 +6,11 @@
 About 5 minutes by default (500 and 2,000 connections, 3 s warm-up, 8 s window per
 phase); `--quick` takes about a minute (500 connections, 1 s warm-up, 2.5 s window).
 
+`--servers uvicorn-floor` adds a diagnosis beside them: threadwire's own server stack
+(uvicorn, httptools, uvloop and its frame-once WebSocket protocol) under a raw ASGI
+app that relays and does nothing else (benchmarks/fanout/uvicorn_floor.py). What
+threadwire costs beyond the floor is threadwire's own work.
+
 The same workload runs against every server, in the same run: `connections`
 WebSocket subscribers in rooms of 10 (threadwire: one thread per room, owned by its
 own user, each subscriber a `/v1/ws` connection of that user), events of 300 bytes,
@@ -73,6 +78,8 @@ if str(ROOT) not in sys.path:
 from benchmarks.fanout.profile import report  # noqa: E402
 from benchmarks.fanout.workload import (  # noqa: E402
     BARE,
+    DEFAULT_SERVERS,
+    FLOOR,
     PEERS,
     PHASES,
     SERVERS,
@@ -275,6 +282,9 @@ class Bench:
             cwd = home  # the default store, ./threadwire.db, lands here
         elif name == "socketio-python":
             argv = [sys.executable, "-m", "benchmarks.fanout.sio_server", str(port)]
+            env, cwd = base_env, ROOT
+        elif name == FLOOR:
+            argv = [sys.executable, "-m", "benchmarks.fanout.uvicorn_floor", str(port)]
             env, cwd = base_env, ROOT
         elif name == "socketio-node":
             argv, env, cwd = ["node", str(NODE_DIR / "server.js"), str(port)], base_env, ROOT
@@ -543,7 +553,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--connections", default=None, help="comma-separated [500,2000; quick: 500]"
     )
-    parser.add_argument("--servers", default=",".join(SERVERS), help="comma-separated subset")
+    parser.add_argument(
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma-separated, of {', '.join(SERVERS)}",
+    )
     parser.add_argument("--phases", default=",".join(PHASES), help="http,inproc or one of them")
     parser.add_argument("--window", type=int, default=8, help="events in flight per room [8]")
     parser.add_argument("--warmup", type=float, default=None, help="seconds [3; quick 1]")

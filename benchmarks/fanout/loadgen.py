@@ -31,6 +31,7 @@ from typing import Final
 from benchmarks.fanout.wire import HttpClient, WsClient, http_request, open_http
 from benchmarks.fanout.workload import (
     EVENT_RE,
+    RELAYS,
     STOP,
     PhaseResult,
     Session,
@@ -109,7 +110,7 @@ class Subscriber(WsClient):
         if kind == "threadwire":
             frame = {"op": "subscribe", "thread_id": self.room.name}
             self.send_text(json.dumps(frame).encode())
-        elif kind == "bare-websockets":
+        elif kind in RELAYS:
             self._ready()
 
     def _ready(self) -> None:
@@ -242,7 +243,7 @@ class LoadGen:
         s = self.session
         if s.server == "threadwire":
             return f"ws://{s.host}:{s.ws_port}/v1/ws", {"Authorization": f"Bearer {room.token}"}
-        if s.server == "bare-websockets":
+        if s.server in RELAYS:
             return f"ws://{s.host}:{s.ws_port}/room/{room.name}", {}
         query = f"EIO=4&transport=websocket&room={room.name}"
         return f"ws://{s.host}:{s.ws_port}/socket.io/?{query}", {}

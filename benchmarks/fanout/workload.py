@@ -35,10 +35,22 @@ CREDIT: Final = b"C"
 STOP: Final = b"S"
 """Datagram: stop publishing now."""
 
-SERVERS: Final = ("threadwire", "socketio-python", "socketio-node", "bare-websockets")
+SERVERS: Final = (
+    "threadwire",
+    "socketio-python",
+    "socketio-node",
+    "bare-websockets",
+    "uvicorn-floor",
+)
+DEFAULT_SERVERS: Final = SERVERS[:4]
+"""What runs unless `--servers` says otherwise: the floor is a diagnosis, not a peer."""
 PEERS: Final = ("socketio-python", "socketio-node")
 """The frameworks threadwire's HTTP bar is held against (the bare relay is the limit)."""
 BARE: Final = "bare-websockets"
+FLOOR: Final = "uvicorn-floor"
+"""threadwire's own server stack relaying, nothing stored (fanout/uvicorn_floor.py)."""
+RELAYS: Final = (BARE, FLOOR)
+"""Servers that speak the bare relay's protocol (`/room/<name>`, `/publish/<name>`)."""
 PHASES: Final = ("http", "inproc")
 
 
