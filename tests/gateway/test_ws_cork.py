@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
 from threadwire.config import Settings
-from threadwire.events import Event, utcnow
+from threadwire.events import Event
 from threadwire.gateway.auth import Principal
 from threadwire.gateway.hub import Wire
 from threadwire.gateway.ws import CLOSE_LAGGING, Connection
@@ -44,13 +45,17 @@ def make_connection(socket: RecordingSocket, queue_size: int = 100) -> Connectio
     return Connection(gateway, socket, Principal("alice", frozenset()))  # type: ignore[arg-type]
 
 
+TS = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+"""One timestamp for every test event: a wire made twice has the same bytes."""
+
+
 def wire(seq: int, thread_id: str = "t1") -> Wire:
     event = Event(
         event_id=f"evt_{seq:026d}",
         thread_id=thread_id,
         run_id="run",
         type="note",
-        ts=utcnow(),
+        ts=TS,
         data={"n": seq},
         seq=seq,
     )
