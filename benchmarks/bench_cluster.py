@@ -399,4 +399,3 @@ async def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(asyncio.run(main()))
-
