@@ -71,8 +71,8 @@ class _Target:
     run's node_id is set when it is recorded and never changes, so this is cached too."""
 
 
-_Planned = tuple[_Target, str, dict[str, Any]]
-"""An event of the batch, checked: where it goes, its type and data."""
+_Planned = tuple[_Target, str, dict[str, Any], bytes]
+"""An event of the batch, checked: where it goes, its type, its data and the data's JSON."""
 
 
 class Ingestor:
@@ -105,7 +105,6 @@ class Ingestor:
         _check_request(events, key)
         targets: dict[tuple[str, str | None], _Target] = {}
         plan: list[_Planned] = []
-        encoded: list[bytes] = []
         for index, item in enumerate(events):
             raw, type_, data, data_json, thread_hint = _check_shape(item, index)
             cache_key = (raw, thread_hint)
@@ -113,8 +112,7 @@ class Ingestor:
             if target is None:
                 target = await self._route(raw, thread_hint, index)
                 targets[cache_key] = target
-            plan.append((target, type_, data))
-            encoded.append(data_json)
+            plan.append((target, type_, data, data_json))
         if key is not None:
             # A retry is answered with what the first request stored, before any rule
             # below could refuse it (its own terminal event has since finished the run).
@@ -122,7 +120,7 @@ class Ingestor:
             if replay is not None:
                 return replay
         _check_supervised(plan)
-        new = {id(t): t for t, _, _ in plan if not t.known}
+        new = {id(t): t for t, _, _, _ in plan if not t.known}
         if new:
             async with AsyncExitStack() as held:
                 # One lock per producer ID, taken in one order by every batch: no deadlock.
@@ -132,7 +130,7 @@ class Ingestor:
                     await self._record(target, plan)
                     self._remember(target.legacy_id or target.run_id, target)
         batch = []
-        for (target, type_, data), data_json in zip(plan, encoded, strict=True):
+        for target, type_, data, data_json in plan:
             json_of_data: bytes | None = data_json
             if target.legacy_id is not None:
                 data = {**data, LEGACY_RUN_ID_KEY: target.legacy_id}
@@ -244,7 +242,7 @@ class Ingestor:
         if existing is None:
             thread = await self.store.get_thread(target.thread_id)
             agent = EXTERNAL_AGENT
-            for t, type_, data in plan:
+            for t, type_, data, _ in plan:
                 if t is target and type_ == RUN_QUEUED and isinstance(data.get("agent"), str):
                     # PostgreSQL text holds no NUL; the event itself keeps the name as sent.
                     agent = data["agent"].replace("\0", "")[:64] or EXTERNAL_AGENT
@@ -294,7 +292,7 @@ def _check_supervised(plan: list[_Planned]) -> None:
 
     The other half of "exactly one terminal event per run", nothing after a run's end,
     is the store's, checked in the append's transaction (decision 0111)."""
-    for index, (target, type_, _) in enumerate(plan):
+    for index, (target, type_, _, _) in enumerate(plan):
         if target.supervised and type_ in TERMINAL_TYPES:
             raise IngestError(
                 409,
