@@ -184,16 +184,7 @@ def _lock_threads(
     """Lock the threads' rows in ID order; returns their last_seq (missing: absent)."""
     if db is not None:
         return sqlite_batch.last_seqs(db, thread_ids)
-    found: dict[str, int] = {}
-    for chunk in _chunks(thread_ids):
-        rows = conn.execute(
-            select(threads.c.thread_id, threads.c.last_seq)
-            .where(threads.c.thread_id.in_(chunk))
-            .order_by(threads.c.thread_id)
-            .with_for_update()
-        )
-        found.update({row.thread_id: row.last_seq for row in rows})
-    return found
+    return _locked_values(conn, threads.c.thread_id, threads.c.last_seq, thread_ids)
 
 
 def _lock_runs(
@@ -207,15 +198,17 @@ def _lock_runs(
     the run under another thread; on SQLite `BEGIN IMMEDIATE` already does."""
     if db is not None:
         return sqlite_batch.run_ends(db, run_ids)
-    found: dict[str, int | None] = {}
-    for chunk in _chunks(run_ids):
+    return _locked_values(conn, runs.c.run_id, runs.c.ended_seq, run_ids)
+
+
+def _locked_values(conn: Connection, key: Any, value: Any, keys: list[str]) -> dict[str, Any]:
+    """`SELECT key, value ... WHERE key IN keys ORDER BY key FOR UPDATE`, in chunks."""
+    found: dict[str, Any] = {}
+    for chunk in _chunks(keys):
         rows = conn.execute(
-            select(runs.c.run_id, runs.c.ended_seq)
-            .where(runs.c.run_id.in_(chunk))
-            .order_by(runs.c.run_id)
-            .with_for_update()
+            select(key, value).where(key.in_(chunk)).order_by(key).with_for_update()
         )
-        found.update({row.run_id: row.ended_seq for row in rows})
+        found.update({row[0]: row[1] for row in rows})
     return found
 
 
