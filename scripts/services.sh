@@ -52,6 +52,9 @@ DO \$\$ BEGIN
     CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD';
   END IF;
 END \$\$;
+-- DROP DATABASE ... WITH (FORCE) of a test database must be able to end an autovacuum
+-- worker that happens to be in it; without this the drop fails now and then.
+GRANT pg_signal_backend TO $PG_USER;
 SQL
   if ! as_root runuser -u postgres -- psql -p "$PG_PORT" -tAc \
       "SELECT 1 FROM pg_database WHERE datname = '$PG_USER'" | grep -q 1; then

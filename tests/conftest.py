@@ -54,8 +54,10 @@ async def postgres_url(postgres_admin_url: str) -> AsyncIterator[str]:
     try:
         yield _with_database(postgres_admin_url, name)
     finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(scope="session")
